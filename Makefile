@@ -1,0 +1,52 @@
+# cbridge: `make demo`, `make test`, `make bench` work on a fresh machine: each sets up what it
+# needs (a .venv with the package and its test tools, the C driver) before it runs.
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.cbridge-installed
+DRIVER := c_driver/build/cbridge-demo-driver
+PYTEST_ARGS ?=
+
+.PHONY: all setup driver demo test test-c test-py test-asan bench clean
+
+all: setup
+
+# Debian splits venv and the Python headers out of python3; install them only if they are missing.
+$(VPY):
+	$(PYTHON) -m venv $(VENV) || { \
+	  apt-get update && apt-get install -y python3-venv python3-dev && $(PYTHON) -m venv $(VENV); }
+
+$(STAMP): $(VPY) pyproject.toml setup.py $(wildcard cython_wrapper/*.pyx cython_wrapper/*.pxd)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+driver:
+	$(MAKE) -C c_driver
+
+setup: $(STAMP) driver
+
+demo: setup
+	$(VPY) -m cbridge_magics.demo --driver $(DRIVER) --out out
+
+test: test-c test-py test-asan
+
+test-c:
+	$(MAKE) -C c_driver test
+
+test-py: setup
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# The wire tests again, against the driver built with AddressSanitizer and UBSan.
+test-asan: setup
+	$(MAKE) -C c_driver asan
+	CBRIDGE_DRIVER=$(CURDIR)/c_driver/build-asan/cbridge-demo-driver \
+	  $(VPY) -m pytest tests/test_driver_wire.py tests/test_bridge.py $(PYTEST_ARGS)
+
+bench: setup
+	$(VPY) bench/run.py
+
+clean:
+	$(MAKE) -C c_driver clean
+	rm -rf build out cbridge_magics/*.so cython_wrapper/*.c

@@ -1,0 +1,596 @@
+"""The Bridge: one connection to a driver, with a reader thread that matches replies to requests,
+keeps a bounded history of streamed records per type, calls subscribers, and reconnects.
+
+    b = connect("unix:///tmp/cbridge-demo.sock")
+    status = b.request(Command(op=DEMO_OP_GET_STATUS), timeout=1.0)
+    b.subscribe("Telemetry", lambda recs: print(len(recs)))
+    b.history("Telemetry")["samples"]
+    b.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import enum
+import itertools
+import logging
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from . import protocol
+from ._wire import FrameReader
+from .errors import (
+    CBridgeError,
+    DriverError,
+    DriverUnavailable,
+    LayoutMismatch,
+    ProtocolError,
+    RequestTimeout,
+)
+from .protocol import ControlType, ErrorCode, Flag, Schema, TypeInfo
+from .records import record_class
+from .transports import Transport, transport_for
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[np.ndarray], Any]
+
+_REPLY = int(Flag.REPLY)
+_HELLO = int(ControlType.HELLO)
+_ERROR = int(ControlType.ERROR)
+_PING = int(ControlType.PING)
+_USER_MIN = protocol.USER_TYPE_MIN
+
+
+class State(str, enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+class _Pending:
+    """One request in flight. The lock starts held; whoever resolves it releases it exactly once
+    (the pending table is popped before resolving, so only one party can)."""
+
+    __slots__ = ("lock", "frame", "error")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.frame: tuple[int, bytes] | None = None
+        self.error: BaseException | None = None
+
+    def resolve(self, type_id: int, payload: bytes) -> None:
+        self.frame = (type_id, payload)
+        self.lock.release()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.lock.release()
+
+
+class History:
+    """The latest ``capacity`` records of one type, in arrival order (a ring of numpy records)."""
+
+    def __init__(self, dtype: np.dtype, capacity: int) -> None:
+        self.dtype = dtype
+        self.capacity = capacity
+        self.total = 0  # records ever appended
+        self._buf: np.ndarray | None = None  # allocated on first use: most types never stream
+        self._next = 0
+        self._count = 0
+        # The reader thread appends while user threads copy out; the lock keeps a copy whole.
+        self._lock = threading.Lock()
+
+    def append(self, records: np.ndarray) -> None:
+        cap = self.capacity
+        if cap == 0:
+            self.total += len(records)
+            return
+        with self._lock:
+            if self._buf is None:
+                self._buf = np.zeros(cap, self.dtype)
+            n = len(records)
+            self.total += n
+            if n >= cap:
+                self._buf[:] = records[n - cap:]
+                self._next, self._count = 0, cap
+                return
+            end = self._next + n
+            if end <= cap:
+                self._buf[self._next:end] = records
+            else:
+                first = cap - self._next
+                self._buf[self._next:] = records[:first]
+                self._buf[:n - first] = records[first:]
+            self._next = end % cap
+            self._count = min(self._count + n, cap)
+
+    def latest(self, n: int | None = None) -> np.ndarray:
+        """A copy of the last ``n`` records (all kept, if None), oldest first."""
+        with self._lock:
+            count = self._count if n is None else max(0, min(n, self._count))
+            if self._buf is None or count == 0:
+                return np.zeros(0, self.dtype)
+            start = (self._next - count) % self.capacity
+            if start + count <= self.capacity:
+                return self._buf[start:start + count].copy()
+            return np.concatenate((self._buf[start:], self._buf[:self._next]))
+
+    def __len__(self) -> int:
+        return self._count
+
+
+@dataclass
+class TypeStats:
+    frames: int = 0
+    records: int = 0
+    bad_frames: int = 0
+
+
+@dataclass
+class _TypeEntry:
+    """What the reader needs to handle one type id of the current schema."""
+
+    info: TypeInfo
+    cls: type
+    dtype: np.dtype
+    history: History
+    stats: TypeStats
+    subscribers: list[Subscriber] = field(default_factory=list)
+
+
+def _layout_of(cls: type) -> Mapping[str, Any]:
+    layout = getattr(cls, "__layout__", None)
+    if not isinstance(layout, Mapping) or "name" not in layout:
+        raise TypeError(f"{cls.__name__} is not a struct class (it has no __layout__)")
+    return layout
+
+
+class Bridge:
+    """A connection to one driver. Create it with ``connect()``; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history: int = 100_000,
+        reconnect: bool = True,
+        types: Iterable[type] | Mapping[str, type] = (),
+        timeout: float = 5.0,
+        backoff: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        if history < 0:
+            raise ValueError("history must be >= 0")
+        self.url = url
+        self.history_size = history
+        self.reconnect = reconnect
+        self.connect_timeout = timeout
+        self.backoff = backoff
+        self.schema: Schema | None = None
+        self.state = State.CONNECTING
+        self.reconnects = 0
+        self.dropped_frames = 0  # stream frames the driver told us it dropped for us (OVERLOADED)
+        self.stream_gaps = 0  # stream frames missing from the per-connection sequence
+        self.refused_sends = 0  # ERROR replies to send() calls, which have no one waiting
+        self.last_error: str | None = None
+        values = types.values() if isinstance(types, Mapping) else types
+        self._classes: dict[str, type] = {_layout_of(c)["name"]: c for c in values}
+        self._entries: dict[int, _TypeEntry] = {}
+        self._histories: dict[str, History] = {}
+        self._stats: dict[str, TypeStats] = {}
+        self._subscribers: dict[str, list[Subscriber]] = {}
+        self._checked: dict[type, int] = {}  # class -> type id, for the current schema
+        self._pending: dict[int, _Pending] = {}
+        self._seq = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._transport: Transport | None = None
+        self._stream_seq: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._errors: deque[str] = deque(maxlen=50)
+
+    # --- connection life -------------------------------------------------------------------
+
+    def _handshake(self) -> tuple[Transport, FrameReader, Schema, list]:
+        """Open a new link, read its HELLO, check every known class against it."""
+        transport = transport_for(self.url)
+        transport.open(self.connect_timeout)
+        try:
+            reader = FrameReader(protocol.DEFAULT_MAX_PAYLOAD)
+            try:
+                frames = transport.read(reader, timeout=self.connect_timeout)
+            except TimeoutError:
+                raise DriverUnavailable(f"{self.url} sent no HELLO within {self.connect_timeout} s") from None
+            type_id, _flags, _seq, payload = frames[0]
+            if type_id == _ERROR:
+                code, message = protocol.parse_error(payload)
+                raise DriverUnavailable(f"{self.url} refused the connection: {DriverError(code, message)}")
+            if type_id != _HELLO:
+                raise ProtocolError(f"{self.url} sent type {type_id} before its HELLO")
+            schema = protocol.parse_hello(payload)
+            by_name = schema.by_name
+            for name, cls in self._classes.items():
+                if name in by_name:
+                    protocol.check_layout(_layout_of(cls), by_name[name].layout)
+            return transport, reader, schema, frames[1:]
+        except BaseException:
+            transport.close()
+            raise
+
+    def _install(self, schema: Schema) -> None:
+        """Build the reader's type table for a (new) schema; keep histories whose dtype still fits."""
+        entries: dict[int, _TypeEntry] = {}
+        for info in schema.types:
+            cls = self._classes.get(info.name) or record_class(info.layout)
+            dtype = getattr(cls, "dtype", None)
+            if not isinstance(dtype, np.dtype) or dtype.itemsize != info.size:
+                dtype = record_class(info.layout).dtype
+            hist = self._histories.get(info.name)
+            if hist is None or hist.dtype != dtype:
+                if hist is not None:
+                    log.warning("%s: layout changed on reconnect; its history starts again", info.name)
+                hist = self._histories[info.name] = History(dtype, self.history_size)
+            stats = self._stats.setdefault(info.name, TypeStats())
+            subs = self._subscribers.setdefault(info.name, [])
+            entries[info.id] = _TypeEntry(info, cls, dtype, hist, stats, subs)
+        self._entries = entries
+        self._checked = {}
+        self.schema = schema
+
+    def _start(self) -> None:
+        transport, reader, schema, early = self._handshake()
+        self._install(schema)
+        self._transport = transport
+        self._stream_seq = None
+        self.state = State.CONNECTED
+        _live.add(self)
+        # A fresh Context: the thread must not carry the contextvars of the cell that started it.
+        self._thread = threading.Thread(
+            target=contextvars.Context().run,
+            args=(self._run, transport, reader, early),
+            name=f"cbridge-reader {self.url}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the reader thread and close the link; pending requests fail. Safe to call twice."""
+        if self.state is State.CLOSED and self._thread is None:
+            return
+        self.state = State.CLOSED
+        self._stop.set()
+        transport = self._transport
+        if transport is not None:
+            transport.shutdown()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("reader thread of %s did not stop within %s s", self.url, timeout)
+        if transport is not None:
+            transport.close()
+        self._transport = None
+        self._fail_pending(DriverUnavailable(f"{self.url}: the bridge is closed"))
+        _live.discard(self)
+
+    def __enter__(self) -> "Bridge":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        driver = self.schema.driver if self.schema else "?"
+        return f"<Bridge {self.url} {self.state.value} driver={driver}>"
+
+    # --- the reader thread -----------------------------------------------------------------
+
+    def _run(self, transport: Transport, reader: FrameReader, early: list) -> None:
+        while not self._stop.is_set():
+            try:
+                self._dispatch(early)
+                while True:
+                    self._dispatch(transport.read(reader))
+            except CBridgeError as e:
+                reason = str(e)
+            except Exception as e:  # a bug here must not kill the thread silently
+                log.exception("reader of %s failed", self.url)
+                reason = f"reader failed: {e!r}"
+            if self._stop.is_set():
+                return
+            self._lost(transport, reason)
+            if not self.reconnect:
+                self.state = State.CLOSED
+                return
+            got = self._reconnect()
+            if got is None:
+                return
+            transport, reader, early = got
+
+    def _lost(self, transport: Transport, reason: str) -> None:
+        # State first, then the sweep: a request registered after the sweep sees the state.
+        self.state = State.RECONNECTING if self.reconnect else State.CLOSED
+        self.last_error = reason
+        log.warning("lost %s: %s", self.url, reason)
+        transport.close()
+        self._fail_pending(DriverUnavailable(f"{self.url}: connection lost ({reason})"))
+
+    def _reconnect(self) -> tuple[Transport, FrameReader, list] | None:
+        base, cap = self.backoff
+        for attempt in itertools.count():
+            delay = min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2)
+            if self._stop.wait(delay):
+                return None
+            try:
+                transport, reader, schema, early = self._handshake()
+            except LayoutMismatch as e:
+                self.last_error = f"layout mismatch after reconnect: {e}"
+                log.error("%s: %s", self.url, self.last_error)
+                continue
+            except CBridgeError as e:
+                self.last_error = str(e)
+                log.debug("reconnect to %s failed: %s", self.url, e)
+                continue
+            with self._send_lock:
+                self._install(schema)
+                self._transport = transport
+                self._stream_seq = None
+                self.reconnects += 1
+                self.state = State.CONNECTED
+            log.info("reconnected to %s (%s)", self.url, schema.driver)
+            if self._stop.is_set():  # close() ran meanwhile and did not see this transport
+                transport.close()
+                return None
+            return transport, reader, early
+        return None  # unreachable; keeps type checkers content
+
+    def _dispatch(self, frames: list) -> None:
+        entries = self._entries
+        for type_id, flags, seq, payload in frames:
+            if flags & _REPLY:
+                pending = self._pending.pop(seq, None)
+                if pending is not None:
+                    pending.resolve(type_id, payload)
+                elif type_id == _ERROR:
+                    self.refused_sends += 1
+                    code, message = protocol.parse_error(payload)
+                    self._note_error(f"driver refused request seq {seq}: {DriverError(code, message)}")
+                continue
+            entry = entries.get(type_id)
+            if entry is not None:
+                self._on_stream(entry, seq, payload)
+            elif type_id == _ERROR:
+                self._on_error(payload)
+            else:
+                self._note_error(f"frame of unknown type {type_id} (flags {flags}) ignored")
+
+    def _on_stream(self, entry: _TypeEntry, seq: int, payload: bytes) -> None:
+        expected = self._stream_seq
+        if expected is not None and seq != expected:
+            self.stream_gaps += (seq - expected) & 0xFFFFFFFF
+        self._stream_seq = (seq + 1) & 0xFFFFFFFF
+        size = entry.info.size
+        stats = entry.stats
+        if not payload or len(payload) % size:
+            stats.bad_frames += 1
+            self._note_error(f"{entry.info.name}: stream frame of {len(payload)} bytes is not a whole number of {size}-byte records")
+            return
+        records = np.frombuffer(payload, entry.dtype)
+        stats.frames += 1
+        stats.records += len(records)
+        entry.history.append(records)
+        for callback in entry.subscribers:
+            try:
+                callback(records)
+            except Exception:
+                # A subscriber's bug is logged and never stops the stream for the others.
+                log.exception("subscriber %r of %s failed", callback, entry.info.name)
+
+    def _on_error(self, payload: bytes) -> None:
+        code, message = protocol.parse_error(payload)
+        if code == ErrorCode.OVERLOADED:
+            self.dropped_frames += protocol.parse_dropped(message)
+        self._note_error(str(DriverError(code, message)))
+
+    def _note_error(self, text: str) -> None:
+        self._errors.append(text)
+        log.warning("%s: %s", self.url, text)
+
+    def _fail_pending(self, error: CBridgeError) -> None:
+        while self._pending:
+            try:
+                _seq, pending = self._pending.popitem()
+            except KeyError:
+                break
+            pending.fail(error)
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _type_id(self, obj: Any) -> int:
+        cls = type(obj)
+        tid = self._checked.get(cls)
+        if tid is not None:
+            return tid
+        layout = _layout_of(cls)
+        if self.schema is None:
+            raise DriverUnavailable(f"{self.url}: not connected")
+        info = self.schema.by_name.get(layout["name"])
+        if info is None:
+            raise LayoutMismatch(f"the driver has no type {layout['name']!r} "
+                                 f"(it has {', '.join(self.schema.by_name) or 'none'})")
+        protocol.check_layout(layout, info.layout)
+        self._checked[cls] = info.id
+        return info.id
+
+    def _post(self, type_id: int, payload: bytes, pending: _Pending | None) -> int:
+        """Send one frame; with ``pending``, register it under the frame's seq first."""
+        with self._send_lock:
+            if self.state is not State.CONNECTED or self._transport is None:
+                raise DriverUnavailable(f"{self.url} is {self.state.value}: {self.last_error or 'no link'}")
+            seq = next(self._seq) & 0xFFFFFFFF
+            if pending is not None:
+                self._pending[seq] = pending
+            try:
+                self._transport.send(protocol.pack_frame(type_id, seq, payload))
+            except CBridgeError:
+                self._pending.pop(seq, None)
+                raise
+        return seq
+
+    def _call(self, type_id: int, payload: bytes, timeout: float) -> tuple[int, bytes]:
+        pending = _Pending()
+        seq = self._post(type_id, payload, pending)
+        try:
+            got = pending.lock.acquire(timeout=timeout)
+        except BaseException:  # KeyboardInterrupt: forget the request, leave the reader alone
+            self._pending.pop(seq, None)
+            raise
+        if not got:
+            if self._pending.pop(seq, None) is not None:
+                raise RequestTimeout(f"no reply to seq {seq} within {timeout} s from {self.url}")
+            # The reader took it just now; its release is a moment away.
+            pending.lock.acquire()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.frame is not None
+        return pending.frame
+
+    def request(self, obj: Any, timeout: float = 1.0) -> Any:
+        """Send a struct instance and return the typed reply (a list for a batch of records).
+
+        Raises DriverError if the driver answers with ERROR, RequestTimeout, DriverUnavailable
+        when there is no link (at once, not after the timeout), LayoutMismatch before sending a
+        type whose layout differs from the driver's.
+        """
+        type_id, payload = self._call(self._type_id(obj), bytes(obj), timeout)
+        return self._decode(type_id, payload)
+
+    def send(self, obj: Any) -> int:
+        """Send a struct instance without waiting; returns its seq. An ERROR reply is logged."""
+        return self._post(self._type_id(obj), bytes(obj), None)
+
+    def ping(self, payload: bytes = b"", timeout: float = 1.0) -> float:
+        """Round-trip a PING; returns the seconds it took."""
+        if len(payload) > protocol.MAX_PING_PAYLOAD:
+            raise ValueError(f"a PING carries at most {protocol.MAX_PING_PAYLOAD} bytes")
+        t0 = time.perf_counter()
+        type_id, echoed = self._call(_PING, payload, timeout)
+        if type_id == _ERROR:
+            raise DriverError(*protocol.parse_error(echoed))
+        if type_id != _PING or echoed != payload:
+            raise ProtocolError(f"PING answered with type {type_id} and {len(echoed)} bytes")
+        return time.perf_counter() - t0
+
+    def _decode(self, type_id: int, payload: bytes) -> Any:
+        if type_id == _ERROR:
+            raise DriverError(*protocol.parse_error(payload))
+        entry = self._entries.get(type_id)
+        if entry is None:
+            raise ProtocolError(f"reply of unknown type {type_id}")
+        size = entry.info.size
+        if not payload or len(payload) % size:
+            raise ProtocolError(f"{entry.info.name} reply of {len(payload)} bytes is not whole records")
+        cls = entry.cls
+        if len(payload) == size:
+            return cls.unpack(payload)
+        return [cls.unpack(payload[i:i + size]) for i in range(0, len(payload), size)]
+
+    # --- types, streams, history -----------------------------------------------------------
+
+    @property
+    def types(self) -> dict[str, type]:
+        """The class used for each of the driver's types: yours if registered, else schema-built."""
+        return {e.info.name: e.cls for e in self._entries.values()}
+
+    def register(self, *classes: type) -> None:
+        """Use these compiled struct classes for their types; raises LayoutMismatch if one differs."""
+        for cls in classes:
+            layout = _layout_of(cls)
+            if self.schema is not None and layout["name"] in self.schema.by_name:
+                protocol.check_layout(layout, self.schema.by_name[layout["name"]].layout)
+            self._classes[layout["name"]] = cls
+        if self.schema is not None:
+            with self._send_lock:
+                self._install(self.schema)
+
+    def _entry(self, type_name: str) -> _TypeEntry:
+        for entry in self._entries.values():
+            if entry.info.name == type_name:
+                return entry
+        known = ", ".join(e.info.name for e in self._entries.values()) or "none"
+        raise KeyError(f"the driver has no type {type_name!r} (it has {known})")
+
+    def subscribe(self, type_name: str, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(records)`` on the reader thread for every frame of that type.
+
+        ``records`` is a read-only numpy structured array of the frame's records. Exceptions are
+        logged, never fatal. Returns a function that unsubscribes.
+        """
+        self._entry(type_name)
+        subs = self._subscribers.setdefault(type_name, [])
+        subs.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in subs:
+                subs.remove(callback)
+
+        return unsubscribe
+
+    def history(self, type_name: str, n: int | None = None) -> np.ndarray:
+        """The latest records of a type (at most the bridge's ``history`` size), oldest first."""
+        return self._entry(type_name).history.latest(n)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for status displays: per type frames/records, drops, gaps, reconnects."""
+        return {
+            "state": self.state.value,
+            "url": self.url,
+            "driver": self.schema.driver if self.schema else None,
+            "types": {name: vars(s).copy() for name, s in self._stats.items()},
+            "dropped_frames": self.dropped_frames,
+            "stream_gaps": self.stream_gaps,
+            "refused_sends": self.refused_sends,
+            "reconnects": self.reconnects,
+            "pending": len(self._pending),
+            "last_error": self.last_error,
+            "recent_errors": list(self._errors),
+        }
+
+
+def connect(
+    url: str,
+    *,
+    history: int = 100_000,
+    reconnect: bool = True,
+    types: Iterable[type] | Mapping[str, type] = (),
+    timeout: float = 5.0,
+) -> Bridge:
+    """Connect to a driver and start the reader thread.
+
+    ``types`` are compiled struct classes to check against the driver's schema now (LayoutMismatch
+    if one differs) and to use for decoding. Raises DriverUnavailable if no driver answers.
+
+        b = connect("unix:///tmp/cbridge-demo.sock", history=10_000)
+    """
+    bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout)
+    bridge._start()
+    return bridge
+
+
+_live: "weakref.WeakSet[Bridge]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for bridge in list(_live):
+        bridge.close(timeout=1.0)

@@ -1,0 +1,45 @@
+"""The exception family of cbridge: everything cbridge raises on purpose derives from CBridgeError."""
+
+from __future__ import annotations
+
+
+class CBridgeError(Exception):
+    """Base of every error cbridge raises on purpose (bugs raise whatever they raise)."""
+
+
+class ProtocolError(CBridgeError):
+    """A peer sent bytes that break the wire protocol (bad magic, version, length...)."""
+
+
+class DriverError(CBridgeError):
+    """The driver answered a request with an ERROR frame.
+
+    ``code`` is the protocol error code (see ``protocol.ErrorCode``), ``message`` the driver's text.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        try:
+            from .protocol import ErrorCode
+
+            name = ErrorCode(code).name
+        except ValueError:
+            name = "UNKNOWN"
+        super().__init__(f"driver error {code} {name}: {message}")
+
+
+class DriverUnavailable(CBridgeError):
+    """There is no working connection to the driver (not yet, or not any more)."""
+
+
+class LayoutMismatch(CBridgeError):
+    """A struct's layout here differs from the driver's schema; nothing of that type is sent or decoded."""
+
+
+class RequestTimeout(CBridgeError, TimeoutError):
+    """A request got no reply within its timeout."""
+
+
+class CStructError(CBridgeError):
+    """A C declaration could not be turned into a compiled class (the message carries the compiler's words)."""

@@ -1,0 +1,113 @@
+"""How frames travel: a small interface with one class per kind of link.
+
+``UnixTransport`` talks to the driver's Unix socket. Every transport has the same five calls, used
+by the Bridge's reader thread (``read``) and by callers (``send``, under the Bridge's send lock):
+
+    t = transport_for("unix:///tmp/cbridge-demo.sock")
+    t.open(timeout=5.0)
+    frames = t.read(reader)        # blocks; [(type_id, flags, seq, payload), ...]
+    t.send(frame_bytes)
+    t.shutdown(); t.close()        # shutdown wakes a read blocked in another thread
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from ._wire import FrameError, FrameReader
+from .errors import DriverUnavailable, ProtocolError
+
+Frame = tuple[int, int, int, bytes]
+
+
+class ConnectionClosed(DriverUnavailable):
+    """The peer closed the link (or it broke) while we were using it."""
+
+
+class Transport(Protocol):
+    url: str
+
+    def open(self, timeout: float) -> None: ...
+    def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]: ...
+    def send(self, data: bytes) -> None: ...
+    def shutdown(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class UnixTransport:
+    """A stream socket to the driver; reads go straight into the FrameReader without the GIL."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.url = f"unix://{path}"
+        self._sock: socket.socket | None = None
+
+    def open(self, timeout: float) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as e:
+            sock.close()
+            raise DriverUnavailable(f"cannot connect to {self.url}: {e.strerror or e}") from None
+        # Blocking from here on: the reader thread waits in recv() with the GIL released, and
+        # shutdown() is what wakes it.
+        sock.settimeout(None)
+        self._sock = sock
+
+    def _fd(self) -> int:
+        if self._sock is None:
+            raise ConnectionClosed(f"{self.url} is not open")
+        return self._sock.fileno()
+
+    def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]:
+        fd = self._fd()
+        while True:
+            if timeout is not None and not select.select([fd], [], [], timeout)[0]:
+                raise TimeoutError(f"nothing from {self.url} within {timeout} s")
+            try:
+                n = reader.recv_fd(fd)
+            except OSError as e:
+                raise ConnectionClosed(f"{self.url}: {e.strerror or e}") from None
+            if n == 0:
+                raise ConnectionClosed(f"{self.url} closed the connection")
+            try:
+                frames = reader.frames()
+            except FrameError as e:
+                raise ProtocolError(f"{self.url} sent a bad frame: {e}") from None
+            if frames:
+                return frames
+
+    def send(self, data: bytes) -> None:
+        if self._sock is None:
+            raise ConnectionClosed(f"{self.url} is not open")
+        try:
+            self._sock.sendall(data)
+        except OSError as e:
+            raise ConnectionClosed(f"{self.url}: {e.strerror or e}") from None
+
+    def shutdown(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already disconnected: nothing to wake
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+
+def transport_for(url: str) -> Transport:
+    """The transport a URL names: ``unix:///path/to.sock`` (ws:// comes with the relay)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        path = parts.path or parts.netloc
+        if not path:
+            raise ValueError(f"{url!r} names no socket path (write unix:///path/to.sock)")
+        return UnixTransport(path)
+    raise ValueError(f"{url!r}: unsupported scheme {parts.scheme!r} (use unix:///path/to.sock)")
