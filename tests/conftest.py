@@ -48,7 +48,8 @@ class DriverProcess:
         raise RuntimeError(f"driver did not listen on {self.path}:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
