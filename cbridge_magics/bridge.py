@@ -47,7 +47,7 @@ _REPLY = int(Flag.REPLY)
 _HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
-_USER_MIN = protocol.USER_TYPE_MIN
+_OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
 
 
 class State(str, enum.Enum):
@@ -198,6 +198,7 @@ class Bridge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors: deque[str] = deque(maxlen=50)
+        self._overload_logged = -_OVERLOAD_LOG_EVERY
 
     # --- connection life -------------------------------------------------------------------
 
@@ -400,6 +401,12 @@ class Bridge:
         code, message = protocol.parse_error(payload)
         if code == ErrorCode.OVERLOADED:
             self.dropped_frames += protocol.parse_dropped(message)
+            # A slow reader gets a notice per burst: say so once in a while, with the total.
+            now = time.monotonic()
+            if now - self._overload_logged < _OVERLOAD_LOG_EVERY:
+                return
+            self._overload_logged = now
+            message = f"{message} (this reader is slower than the stream; {self.dropped_frames} dropped in all)"
         self._note_error(str(DriverError(code, message)))
 
     def _note_error(self, text: str) -> None:

@@ -75,7 +75,7 @@ class SchemaRecord:
         if data.nbytes != cls.size:
             raise ValueError(f"{cls.__name__}.unpack needs {cls.size} bytes, got {data.nbytes}")
         obj = cls.__new__(cls)
-        object.__setattr__(obj, "_rec", np.frombuffer(data, cls.dtype)[0].copy().reshape(()))
+        object.__setattr__(obj, "_rec", np.frombuffer(bytearray(data), cls.dtype).reshape(()))
         return obj
 
     def pack(self) -> bytes:

@@ -1,0 +1,97 @@
+"""Helpers the benchmarks share: a driver on a private socket, a plain socket client, tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "c_driver" / "build"
+DRIVER = BUILD / "cbridge-demo-driver"
+C_CLIENT = BUILD / "cbridge-bench-client"
+HEADER = struct.Struct("<HBBIII")
+COMMAND = struct.Struct("<IIddII")  # the demo's Command, 32 bytes (its layout is checked by the tests)
+
+
+@contextmanager
+def running_driver(*extra: str) -> Iterator[Path]:
+    sock = Path(tempfile.mkdtemp(prefix="cbb-")) / "d.sock"
+    proc = subprocess.Popen([str(DRIVER), "--socket", str(sock), *extra], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("driver did not start")
+            time.sleep(0.01)
+        yield sock
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def command_frame(seq: int, op: int, waveform: int = 0, freq: float = 0.0, amp: float = 0.0,
+                  rate: int = 0, batch: int = 0) -> bytes:
+    payload = COMMAND.pack(op, waveform, freq, amp, rate, batch)
+    return HEADER.pack(0x4243, 1, 0, 256, seq, len(payload)) + payload
+
+
+class PlainClient:
+    """The floor: a blocking socket and struct, the least Python can do for a round trip."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.buf = bytearray(1 << 21)
+        self.view = memoryview(self.buf)
+        self.read_frame()  # HELLO
+
+    def read_frame(self) -> tuple[int, int, bytes]:
+        have = 0
+        while have < 16:
+            have += self.sock.recv_into(self.view[have:], 16 - have)
+        _m, _v, _f, type_id, seq, length = HEADER.unpack_from(self.buf)
+        while have < 16 + length:
+            have += self.sock.recv_into(self.view[have:], 16 + length - have)
+        return type_id, seq, bytes(self.buf[16:16 + length])
+
+    def round_trip(self, frame: bytes) -> tuple[int, int, bytes]:
+        self.sock.sendall(frame)
+        return self.read_frame()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def c_client(*args: str) -> dict[str, float]:
+    out = subprocess.run([str(C_CLIENT), *args], capture_output=True, text=True, check=True).stdout
+    return {k: float(v) for k, v in (w.split("=") for w in out.split())}
+
+
+def rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(cells[0], widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    return s[len(s) // 2]
