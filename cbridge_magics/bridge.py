@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[np.ndarray], Any]
 
 _REPLY = int(Flag.REPLY)
+_STREAM = int(Flag.STREAM)
 _HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
@@ -76,6 +77,21 @@ class _Pending:
     def fail(self, error: BaseException) -> None:
         self.error = error
         self.lock.release()
+
+
+class _Forwarded(_Pending):
+    """A request whose reply goes to a callback on the reader thread (the relay's requests)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self, done: Callable[[int, bytes | None, BaseException | None], None]) -> None:
+        self.done = done
+
+    def resolve(self, type_id: int, payload: bytes) -> None:
+        self.done(type_id, payload, None)
+
+    def fail(self, error: BaseException) -> None:
+        self.done(0, None, error)
 
 
 class History:
@@ -168,10 +184,13 @@ class Bridge:
         types: Iterable[type] | Mapping[str, type] = (),
         timeout: float = 5.0,
         backoff: tuple[float, float] = (0.05, 2.0),
+        token: str | None = None,
     ) -> None:
         if history < 0:
             raise ValueError("history must be >= 0")
         self.url = url
+        self.name = url.split("?", 1)[0]  # the URL for messages and logs: never the token
+        self.token = token  # for ws:// URLs: sent as "Authorization: token ..."
         self.history_size = history
         self.reconnect = reconnect
         self.connect_timeout = timeout
@@ -198,26 +217,29 @@ class Bridge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors: deque[str] = deque(maxlen=50)
+        self._taps: list[Callable[[int, bytes], None]] = []
+        self.relays: list[Any] = []  # Relay servers started by serve(), stopped by close()
+        self._state_watchers: list[Callable[[State], None]] = []
         self._overload_logged = -_OVERLOAD_LOG_EVERY
 
     # --- connection life -------------------------------------------------------------------
 
     def _handshake(self) -> tuple[Transport, FrameReader, Schema, list]:
         """Open a new link, read its HELLO, check every known class against it."""
-        transport = transport_for(self.url)
+        transport = transport_for(self.url, token=self.token)
         transport.open(self.connect_timeout)
         try:
             reader = FrameReader(protocol.DEFAULT_MAX_PAYLOAD)
             try:
                 frames = transport.read(reader, timeout=self.connect_timeout)
             except TimeoutError:
-                raise DriverUnavailable(f"{self.url} sent no HELLO within {self.connect_timeout} s") from None
+                raise DriverUnavailable(f"{self.name} sent no HELLO within {self.connect_timeout} s") from None
             type_id, _flags, _seq, payload = frames[0]
             if type_id == _ERROR:
                 code, message = protocol.parse_error(payload)
-                raise DriverUnavailable(f"{self.url} refused the connection: {DriverError(code, message)}")
+                raise DriverUnavailable(f"{self.name} refused the connection: {DriverError(code, message)}")
             if type_id != _HELLO:
-                raise ProtocolError(f"{self.url} sent type {type_id} before its HELLO")
+                raise ProtocolError(f"{self.name} sent type {type_id} before its HELLO")
             schema = protocol.parse_hello(payload)
             by_name = schema.by_name
             for name, cls in self._classes.items():
@@ -259,16 +281,27 @@ class Bridge:
         self._thread = threading.Thread(
             target=contextvars.Context().run,
             args=(self._run, transport, reader, early),
-            name=f"cbridge-reader {self.url}",
+            name=f"cbridge-reader {self.name}",
             daemon=True,
         )
         self._thread.start()
+
+    def _set_state(self, state: State) -> None:
+        self.state = state
+        for watcher in list(self._state_watchers):
+            try:
+                watcher(state)
+            except Exception:
+                log.exception("state watcher %r failed", watcher)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the reader thread and close the link; pending requests fail. Safe to call twice."""
         if self.state is State.CLOSED and self._thread is None:
             return
-        self.state = State.CLOSED
+        for relay in self.relays:
+            relay.stop()
+        self.relays.clear()
+        self._set_state(State.CLOSED)
         self._stop.set()
         transport = self._transport
         if transport is not None:
@@ -277,11 +310,11 @@ class Bridge:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
-                log.warning("reader thread of %s did not stop within %s s", self.url, timeout)
+                log.warning("reader thread of %s did not stop within %s s", self.name, timeout)
         if transport is not None:
             transport.close()
         self._transport = None
-        self._fail_pending(DriverUnavailable(f"{self.url}: the bridge is closed"))
+        self._fail_pending(DriverUnavailable(f"{self.name}: the bridge is closed"))
         _live.discard(self)
 
     def __enter__(self) -> "Bridge":
@@ -292,7 +325,7 @@ class Bridge:
 
     def __repr__(self) -> str:
         driver = self.schema.driver if self.schema else "?"
-        return f"<Bridge {self.url} {self.state.value} driver={driver}>"
+        return f"<Bridge {self.name} {self.state.value} driver={driver}>"
 
     # --- the reader thread -----------------------------------------------------------------
 
@@ -305,13 +338,12 @@ class Bridge:
             except CBridgeError as e:
                 reason = str(e)
             except Exception as e:  # a bug here must not kill the thread silently
-                log.exception("reader of %s failed", self.url)
+                log.exception("reader of %s failed", self.name)
                 reason = f"reader failed: {e!r}"
             if self._stop.is_set():
                 return
             self._lost(transport, reason)
             if not self.reconnect:
-                self.state = State.CLOSED
                 return
             got = self._reconnect()
             if got is None:
@@ -320,11 +352,11 @@ class Bridge:
 
     def _lost(self, transport: Transport, reason: str) -> None:
         # State first, then the sweep: a request registered after the sweep sees the state.
-        self.state = State.RECONNECTING if self.reconnect else State.CLOSED
         self.last_error = reason
-        log.warning("lost %s: %s", self.url, reason)
+        self._set_state(State.RECONNECTING if self.reconnect else State.CLOSED)
+        log.warning("lost %s: %s", self.name, reason)
         transport.close()
-        self._fail_pending(DriverUnavailable(f"{self.url}: connection lost ({reason})"))
+        self._fail_pending(DriverUnavailable(f"{self.name}: connection lost ({reason})"))
 
     def _reconnect(self) -> tuple[Transport, FrameReader, list] | None:
         base, cap = self.backoff
@@ -336,19 +368,19 @@ class Bridge:
                 transport, reader, schema, early = self._handshake()
             except LayoutMismatch as e:
                 self.last_error = f"layout mismatch after reconnect: {e}"
-                log.error("%s: %s", self.url, self.last_error)
+                log.error("%s: %s", self.name, self.last_error)
                 continue
             except CBridgeError as e:
                 self.last_error = str(e)
-                log.debug("reconnect to %s failed: %s", self.url, e)
+                log.debug("reconnect to %s failed: %s", self.name, e)
                 continue
             with self._send_lock:
                 self._install(schema)
                 self._transport = transport
                 self._stream_seq = None
                 self.reconnects += 1
-                self.state = State.CONNECTED
-            log.info("reconnected to %s (%s)", self.url, schema.driver)
+                self._set_state(State.CONNECTED)
+            log.info("reconnected to %s (%s)", self.name, schema.driver)
             if self._stop.is_set():  # close() ran meanwhile and did not see this transport
                 transport.close()
                 return None
@@ -358,6 +390,12 @@ class Bridge:
     def _dispatch(self, frames: list) -> None:
         entries = self._entries
         for type_id, flags, seq, payload in frames:
+            if flags & _STREAM and self._taps:
+                for tap in self._taps:
+                    try:
+                        tap(type_id, payload)
+                    except Exception:
+                        log.exception("stream tap %r failed", tap)
             if flags & _REPLY:
                 pending = self._pending.pop(seq, None)
                 if pending is not None:
@@ -411,7 +449,7 @@ class Bridge:
 
     def _note_error(self, text: str) -> None:
         self._errors.append(text)
-        log.warning("%s: %s", self.url, text)
+        log.warning("%s: %s", self.name, text)
 
     def _fail_pending(self, error: CBridgeError) -> None:
         while self._pending:
@@ -430,7 +468,7 @@ class Bridge:
             return tid
         layout = _layout_of(cls)
         if self.schema is None:
-            raise DriverUnavailable(f"{self.url}: not connected")
+            raise DriverUnavailable(f"{self.name}: not connected")
         info = self.schema.by_name.get(layout["name"])
         if info is None:
             raise LayoutMismatch(f"the driver has no type {layout['name']!r} "
@@ -443,7 +481,7 @@ class Bridge:
         """Send one frame; with ``pending``, register it under the frame's seq first."""
         with self._send_lock:
             if self.state is not State.CONNECTED or self._transport is None:
-                raise DriverUnavailable(f"{self.url} is {self.state.value}: {self.last_error or 'no link'}")
+                raise DriverUnavailable(f"{self.name} is {self.state.value}: {self.last_error or 'no link'}")
             seq = next(self._seq) & 0xFFFFFFFF
             if pending is not None:
                 self._pending[seq] = pending
@@ -464,7 +502,7 @@ class Bridge:
             raise
         if not got:
             if self._pending.pop(seq, None) is not None:
-                raise RequestTimeout(f"no reply to seq {seq} within {timeout} s from {self.url}")
+                raise RequestTimeout(f"no reply to seq {seq} within {timeout} s from {self.name}")
             # The reader took it just now; its release is a moment away.
             pending.lock.acquire()
         if pending.error is not None:
@@ -485,6 +523,38 @@ class Bridge:
     def send(self, obj: Any) -> int:
         """Send a struct instance without waiting; returns its seq. An ERROR reply is logged."""
         return self._post(self._type_id(obj), bytes(obj), None)
+
+    def forward(self, type_id: int, payload: bytes,
+                done: Callable[[int, bytes | None, BaseException | None], None]) -> int:
+        """Send a frame as it is and hand its reply to ``done(type_id, payload, error)`` on the
+        reader thread (error set, payload None, if the link dies first). For relays: no layout
+        check, no decoding. Raises DriverUnavailable at once when there is no link."""
+        return self._post(type_id, payload, _Forwarded(done))
+
+    def tap(self, callback: Callable[[int, bytes], None]) -> Callable[[], None]:
+        """Call ``callback(type_id, payload)`` on the reader thread for every STREAM frame, raw.
+        Returns a function that removes the tap."""
+        self._taps.append(callback)
+        return lambda: self._taps.remove(callback) if callback in self._taps else None
+
+    def watch_state(self, callback: Callable[[State], None]) -> Callable[[], None]:
+        """Call ``callback(state)`` whenever the connection state changes (any thread)."""
+        self._state_watchers.append(callback)
+        return lambda: (self._state_watchers.remove(callback)
+                        if callback in self._state_watchers else None)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Any:
+        """Serve this driver to remote notebooks over a WebSocket; returns the running Relay.
+
+            relay = b.serve(port=8765); relay.url   # ws://127.0.0.1:8765/?token=...
+
+        ``options`` go to ``relay.Relay`` (token, allowed_origins, queue_bytes, ...).
+        """
+        from .relay import Relay
+
+        relay = Relay(self, host=host, port=port, **options).start()
+        self.relays.append(relay)
+        return relay
 
     def ping(self, payload: bytes = b"", timeout: float = 1.0) -> float:
         """Round-trip a PING; returns the seconds it took."""
@@ -561,7 +631,7 @@ class Bridge:
         """Counters for status displays: per type frames/records, drops, gaps, reconnects."""
         return {
             "state": self.state.value,
-            "url": self.url,
+            "url": self.name,
             "driver": self.schema.driver if self.schema else None,
             "types": {name: vars(s).copy() for name, s in self._stats.items()},
             "dropped_frames": self.dropped_frames,
@@ -581,15 +651,19 @@ def connect(
     reconnect: bool = True,
     types: Iterable[type] | Mapping[str, type] = (),
     timeout: float = 5.0,
+    token: str | None = None,
 ) -> Bridge:
     """Connect to a driver and start the reader thread.
 
-    ``types`` are compiled struct classes to check against the driver's schema now (LayoutMismatch
-    if one differs) and to use for decoding. Raises DriverUnavailable if no driver answers.
+    ``url`` is ``unix:///path/to.sock`` (the driver) or ``ws://host:port/?token=...`` (a relay;
+    the token may also be given as ``token=``). ``types`` are compiled struct classes to check
+    against the driver's schema now (LayoutMismatch if one differs) and to use for decoding.
+    Raises DriverUnavailable if no driver answers.
 
         b = connect("unix:///tmp/cbridge-demo.sock", history=10_000)
     """
-    bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout)
+    bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout,
+                    token=token)
     bridge._start()
     return bridge
 

@@ -96,6 +96,7 @@ class Schema:
     max_payload: int
     types: tuple[TypeInfo, ...]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    payload: bytes = field(default=b"", repr=False, compare=False)  # the HELLO as received
 
     @property
     def by_name(self) -> dict[str, TypeInfo]:
@@ -158,6 +159,7 @@ def parse_hello(payload: bytes) -> Schema:
         max_payload=int(doc.get("max_payload", DEFAULT_MAX_PAYLOAD)),
         types=tuple(types),
         raw=doc,
+        payload=bytes(payload),
     )
 
 

@@ -1,6 +1,6 @@
 """How frames travel: a small interface with one class per kind of link.
 
-``UnixTransport`` talks to the driver's Unix socket. Every transport has the same five calls, used
+``UnixTransport`` talks to the driver's Unix socket, ``WebSocketTransport`` to a relay. Every transport has the same five calls, used
 by the Bridge's reader thread (``read``) and by callers (``send``, under the Bridge's send lock):
 
     t = transport_for("unix:///tmp/cbridge-demo.sock")
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import select
 import socket
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ._wire import FrameError, FrameReader
@@ -102,12 +102,105 @@ class UnixTransport:
             sock.close()
 
 
-def transport_for(url: str) -> Transport:
-    """The transport a URL names: ``unix:///path/to.sock`` (ws:// comes with the relay)."""
+class WebSocketTransport:
+    """A relay's WebSocket (websocket-client). One binary message holds whole frames."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url
+        self.token = token
+        self._ws: Any = None
+
+    def open(self, timeout: float) -> None:
+        import websocket
+
+        header = [f"Authorization: token {self.token}"] if self.token else []
+        try:
+            ws = websocket.create_connection(self.url, timeout=timeout, header=header,
+                                             enable_multithread=True, skip_utf8_validation=True)
+        except websocket.WebSocketBadStatusException as e:
+            code = getattr(e, "status_code", "?")
+            hint = " (wrong or missing token, or Origin not allowed)" if code == 403 else ""
+            raise DriverUnavailable(f"{_safe(self.url)} refused the connection: HTTP {code}{hint}") from None
+        except (OSError, websocket.WebSocketException) as e:
+            raise DriverUnavailable(f"cannot connect to {_safe(self.url)}: {e}") from None
+        ws.settimeout(None)  # the reader thread blocks in recv; shutdown() wakes it
+        self._ws = ws
+
+    def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]:
+        import websocket
+
+        ws = self._ws
+        if ws is None:
+            raise ConnectionClosed(f"{_safe(self.url)} is not open")
+        while True:
+            try:
+                if timeout is not None:
+                    ws.settimeout(timeout)
+                opcode, data = ws.recv_data()  # answers the relay's pings on the way
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(f"nothing from {_safe(self.url)} within {timeout} s") from None
+            except (OSError, websocket.WebSocketException) as e:
+                raise ConnectionClosed(f"{_safe(self.url)}: {e or 'connection closed'}") from None
+            finally:
+                if timeout is not None and self._ws is not None:
+                    ws.settimeout(None)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise ConnectionClosed(f"{_safe(self.url)} closed the connection")
+            if opcode != websocket.ABNF.OPCODE_BINARY:
+                raise ProtocolError(f"{_safe(self.url)} sent a non-binary message (opcode {opcode})")
+            try:
+                frames = reader.feed(data)
+            except FrameError as e:
+                raise ProtocolError(f"{_safe(self.url)} sent a bad frame: {e}") from None
+            if reader.pending:
+                raise ProtocolError(f"{_safe(self.url)} sent a message that ends inside a frame")
+            if frames:
+                return frames
+
+    def send(self, data: bytes) -> None:
+        import websocket
+
+        if self._ws is None:
+            raise ConnectionClosed(f"{_safe(self.url)} is not open")
+        try:
+            self._ws.send_bytes(data)
+        except (OSError, websocket.WebSocketException) as e:
+            raise ConnectionClosed(f"{_safe(self.url)}: {e}") from None
+
+    def shutdown(self) -> None:
+        ws = self._ws
+        if ws is not None and ws.sock is not None:
+            try:
+                ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already disconnected: nothing to wake
+
+    def close(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.close(timeout=0.5)  # a polite close frame, if the link still stands
+            except Exception:  # websocket-client raises its own errors besides OSError
+                pass
+            ws.shutdown()  # close() skips the socket itself once the peer has gone
+
+
+def _safe(url: str) -> str:
+    """The URL without its query string, which may hold a token: never log that."""
+    return url.split("?", 1)[0]
+
+
+def transport_for(url: str, token: str | None = None) -> Transport:
+    """The transport a URL names: ``unix:///path/to.sock``, or ``ws://host:port/?token=...``."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
         path = parts.path or parts.netloc
         if not path:
             raise ValueError(f"{url!r} names no socket path (write unix:///path/to.sock)")
         return UnixTransport(path)
-    raise ValueError(f"{url!r}: unsupported scheme {parts.scheme!r} (use unix:///path/to.sock)")
+    if parts.scheme in ("ws", "wss"):
+        if not parts.hostname:
+            raise ValueError(f"{_safe(url)!r} names no host")
+        return WebSocketTransport(url, token)
+    raise ValueError(f"{_safe(url)!r}: unsupported scheme {parts.scheme!r} "
+                     "(use unix:///path/to.sock or ws://host:port/?token=...)")

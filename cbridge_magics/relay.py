@@ -1,0 +1,450 @@
+"""The WebSocket relay: remote notebooks reach the driver through this kernel's Bridge.
+
+A Relay runs a tornado WebSocket server in its own thread and event loop (tornado already comes
+with ipykernel). Every client first gets the driver's HELLO; its requests go to the driver through
+the Bridge with a seq of the Bridge's, and the reply comes back to that client alone with the
+client's own seq; STREAM frames go to every client. Frames that are ready together travel in one
+binary message. A client too slow for the stream loses its oldest STREAM frames, and is told how
+many with an ERROR 8 OVERLOADED frame; replies are never dropped.
+
+    relay = bridge.serve(port=8765)      # 127.0.0.1 unless host= says otherwise
+    relay.url                            # ws://127.0.0.1:8765/?token=...
+    relay.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hmac
+import itertools
+import logging
+import secrets
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+import tornado.web
+import tornado.websocket
+
+from . import protocol
+from ._wire import FrameError, FrameReader
+from .errors import CBridgeError, DriverUnavailable
+from .protocol import ControlType, ErrorCode, Flag
+
+log = logging.getLogger(__name__)
+
+_STREAM_HEADER = int(Flag.STREAM)
+_REPLY = int(Flag.REPLY)
+_ERROR = int(ControlType.ERROR)
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass
+class ClientStats:
+    """What one client got; ``offered == delivered + dropped + queued`` for its stream frames."""
+
+    id: int
+    peer: str
+    offered: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    requests: int = 0
+    replies: int = 0
+    queued_frames: int = 0
+    queued_bytes: int = 0
+
+
+class _Client:
+    """One WebSocket client: its outgoing queue, stream seq and counters (loop thread only)."""
+
+    def __init__(self, relay: "Relay", handler: Any, cid: int, peer: str) -> None:
+        self.relay, self.handler = relay, handler
+        self.stats = ClientStats(cid, peer)
+        self.queue: deque[tuple[bool, bytes]] = deque()  # (is_stream, frame bytes)
+        self.stream_bytes = 0  # queued STREAM bytes: the part that may be dropped
+        self.other_bytes = 0  # queued replies and notices: never dropped
+        self.unreported = 0  # drops not yet told to the client
+        self.stream_seq = 0
+        self.reader = FrameReader(relay.max_payload)
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.writer: asyncio.Task | None = None
+
+    def offer_stream(self, type_id: int, payload: bytes) -> None:
+        frame = protocol.pack_frame(type_id, self.stream_seq, payload, _STREAM_HEADER)
+        self.stream_seq = (self.stream_seq + 1) & 0xFFFFFFFF
+        self.stats.offered += 1
+        limit = self.relay.queue_bytes
+        # Drop the oldest stream frames first: a late reader wants the newest data.
+        while self.stream_bytes + len(frame) > limit and self.stream_bytes:
+            self._drop_oldest_stream()
+        if len(frame) > limit:
+            self.stats.dropped += 1
+            self.unreported += 1
+            return
+        self.queue.append((True, frame))
+        self.stream_bytes += len(frame)
+        self.wake.set()
+
+    def _drop_oldest_stream(self) -> None:
+        for i, (is_stream, frame) in enumerate(self.queue):
+            if is_stream:
+                del self.queue[i]
+                self.stream_bytes -= len(frame)
+                self.stats.dropped += 1
+                self.unreported += 1
+                return
+
+    def send_control(self, frame: bytes) -> None:
+        self.queue.append((False, frame))
+        self.other_bytes += len(frame)
+        if self.other_bytes > self.relay.hard_cap:
+            # Replies are never dropped, so a client that never reads them is cut off instead.
+            log.warning("relay client %d reads nothing (%d bytes of replies queued): closing it",
+                        self.stats.id, self.other_bytes)
+            self.handler.close(1008, "not reading")
+            return
+        self.wake.set()
+
+    async def write_loop(self) -> None:
+        max_message = self.relay.max_message
+        while not self.closed:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue and not self.closed:
+                parts: list[bytes] = []
+                size = 0
+                if self.unreported:
+                    notice = protocol.pack_error(ErrorCode.OVERLOADED,
+                                                 f"dropped {self.unreported} stream frames")
+                    self.unreported = 0
+                    parts.append(notice)
+                    size += len(notice)
+                delivered = 0
+                # Whole frames only, as many as fit in one message: far fewer messages to send.
+                while self.queue and size + len(self.queue[0][1]) <= max_message:
+                    is_stream, frame = self.queue.popleft()
+                    if is_stream:
+                        self.stream_bytes -= len(frame)
+                        delivered += 1
+                    else:
+                        self.other_bytes -= len(frame)
+                    parts.append(frame)
+                    size += len(frame)
+                try:
+                    await self.handler.write_message(b"".join(parts), binary=True)
+                except tornado.websocket.WebSocketClosedError:
+                    return  # on_close cleans up
+                except Exception:
+                    log.exception("relay client %d: write failed", self.stats.id)
+                    self.handler.close(1011, "relay write failed")
+                    return
+                self.stats.delivered += delivered
+
+
+class Relay:
+    """A WebSocket server for one Bridge; see the module docstring. Start it with ``start()``."""
+
+    def __init__(
+        self,
+        bridge: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        allowed_origins: Sequence[str] = (),
+        queue_bytes: int = 4 << 20,
+        max_message: int = (1 << 20) + protocol.HEADER_SIZE,
+        ping_interval: float = 10.0,
+        ping_timeout: float = 10.0,
+    ) -> None:
+        if bridge.schema is None:
+            raise DriverUnavailable("the bridge has no driver schema to serve")
+        self.bridge = bridge
+        self.host, self.port = host, port
+        self.token = token or secrets.token_urlsafe(24)
+        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self.queue_bytes = queue_bytes
+        self.max_message = max_message
+        self.max_payload = bridge.schema.max_payload
+        self.hard_cap = 4 * queue_bytes + max_message
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        self.clients: dict[int, _Client] = {}
+        self.closed_clients: deque[ClientStats] = deque(maxlen=20)
+        self.orphan_replies = 0  # replies whose client left before they came
+        self._ids = itertools.count(1)
+        self._hello = bridge.schema.payload
+        self._inbox: deque[tuple] = deque()
+        self._wake_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._untap = lambda: None
+        self._unwatch = lambda: None
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        """The URL a client connects with, token included."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}/?token={self.token}"
+
+    def __repr__(self) -> str:
+        return f"<Relay ws://{self.host}:{self.port}/ {len(self.clients)} clients>"
+
+    # --- life --------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> "Relay":
+        """Bind and serve; returns once the server listens, or raises why it could not."""
+        if self.host not in _LOOPBACK:
+            log.warning("relay listens on %s, not only on loopback: anyone who can reach it and "
+                        "has the token can drive the instrument", self.host)
+        self._thread = threading.Thread(target=contextvars.Context().run, args=(self._run,),
+                                        name=f"cbridge-relay {self.host}:{self.port}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise CBridgeError(f"relay did not start within {timeout} s")
+        if self._start_error is not None:
+            self._thread.join(timeout)
+            raise CBridgeError(f"relay could not listen on {self.host}:{self.port}: "
+                               f"{self._start_error}") from self._start_error
+        self._untap = self.bridge.tap(self._from_reader_stream)
+        self._unwatch = self.bridge.watch_state(self._on_bridge_state)
+        log.info("relay serving %s on ws://%s:%d/", self.bridge.name, self.host, self.port)
+        return self
+
+    def _run(self) -> None:
+        from tornado.httpserver import HTTPServer
+        from tornado.netutil import bind_sockets
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            app = self._application()
+            socks = bind_sockets(self.port, self.host, family=socket.AF_UNSPEC)
+            self.port = socks[0].getsockname()[1]
+            self._server = HTTPServer(app, max_body_size=self.max_message)
+            self._server.add_sockets(socks)
+        except Exception as e:
+            self._start_error = e
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _application(self) -> Any:
+        def log_request(handler: Any) -> None:
+            # Tornado's own access log prints the query string, which holds the token.
+            req = handler.request
+            log.debug("%s %s %s from %s", handler.get_status(), req.method, req.path, req.remote_ip)
+
+        return tornado.web.Application(
+            [(r"/", RelayHandler, {"relay": self})],
+            websocket_ping_interval=self.ping_interval,
+            websocket_ping_timeout=self.ping_timeout,
+            websocket_max_message_size=self.max_message,
+            log_function=log_request,
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every client (1001 going away), stop listening, end the thread. Safe twice."""
+        self._untap()
+        self._unwatch()
+        thread, self._thread = self._thread, None
+        loop = self._loop
+        if thread is None or loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._shutdown()))
+        except RuntimeError:
+            pass  # the loop is already closed
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("relay thread did not stop within %s s", timeout)
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        for client in list(self.clients.values()):
+            client.handler.close(1001, "relay stopping")
+        await asyncio.sleep(0.05)  # let the close frames go out
+        asyncio.get_running_loop().stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # --- from the Bridge's reader thread to the loop -------------------------------------------
+
+    def _post(self, item: tuple) -> None:
+        self._inbox.append(item)
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _from_reader_stream(self, type_id: int, payload: bytes) -> None:
+        self._post(("stream", type_id, payload))
+
+    def _on_bridge_state(self, state: Any) -> None:
+        self._post(("state", state))
+
+    def _drain_inbox(self) -> None:
+        # Reset first: anything appended from now on schedules another drain.
+        self._wake_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            item = inbox.popleft()
+            kind = item[0]
+            if kind == "stream":
+                for client in self.clients.values():
+                    client.offer_stream(item[1], item[2])
+            elif kind == "reply":
+                self._deliver_reply(*item[1:])
+            elif kind == "state":
+                self._check_hello()
+
+    def _check_hello(self) -> None:
+        schema = self.bridge.schema
+        if schema is not None and schema.payload != self._hello:
+            # Clients checked their layouts against the old HELLO: they must connect again.
+            self._hello = schema.payload
+            self.max_payload = schema.max_payload
+            for client in list(self.clients.values()):
+                client.handler.close(1012, "the driver restarted with another schema")
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def forward(self, client: _Client, type_id: int, seq: int, payload: bytes) -> None:
+        """Send a client's request to the driver; the reply comes back through the inbox."""
+        client.stats.requests += 1
+
+        def done(reply_type: int, reply: bytes | None, error: BaseException | None) -> None:
+            self._post(("reply", client, seq, reply_type, reply, error))
+
+        try:
+            self.bridge.forward(type_id, payload, done)
+        except DriverUnavailable as e:
+            client.send_control(protocol.pack_error(ErrorCode.UNAVAILABLE, str(e), seq, _REPLY))
+
+    def _deliver_reply(self, client: _Client, seq: int, type_id: int, payload: bytes | None,
+                       error: BaseException | None) -> None:
+        if client.closed:
+            self.orphan_replies += 1
+            return
+        client.stats.replies += 1
+        if error is not None:
+            client.send_control(protocol.pack_error(ErrorCode.UNAVAILABLE, str(error), seq, _REPLY))
+        else:
+            client.send_control(protocol.pack_frame(type_id, seq, payload or b"", _REPLY))
+
+    # --- clients (called by the handler, on the loop thread) -----------------------------------
+
+    def authorized(self, headers: Any, query_token: str | None) -> bool:
+        given = query_token
+        auth = headers.get("Authorization", "")
+        if auth[:6].lower() == "token ":
+            given = auth[6:].strip()
+        # Constant time: the comparison must not tell how much of a guess was right.
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def origin_allowed(self, origin: str, host_header: str) -> bool:
+        origin = origin.rstrip("/")
+        if origin in self.allowed_origins:
+            return True
+        return urlsplit(origin).netloc.lower() == host_header.lower()  # same origin
+
+    def add_client(self, handler: Any, peer: str) -> _Client:
+        client = _Client(self, handler, next(self._ids), peer)
+        self.clients[client.stats.id] = client
+        client.send_control(protocol.pack_frame(ControlType.HELLO, 0, self._hello))
+        client.writer = asyncio.ensure_future(client.write_loop())
+        log.info("relay client %d connected from %s", client.stats.id, peer)
+        return client
+
+    def remove_client(self, client: _Client, code: int | None, reason: str | None) -> None:
+        client.closed = True
+        client.wake.set()
+        self.clients.pop(client.stats.id, None)
+        client.stats.queued_frames = len(client.queue)
+        client.stats.queued_bytes = client.stream_bytes + client.other_bytes
+        self.closed_clients.append(client.stats)
+        log.info("relay client %d left (code %s %s): %d stream frames delivered, %d dropped",
+                 client.stats.id, code, reason or "", client.stats.delivered, client.stats.dropped)
+
+    def client_stats(self) -> list[ClientStats]:
+        """A snapshot of every connected client's counters (safe from any thread)."""
+        out = []
+        for client in list(self.clients.values()):
+            s = ClientStats(**vars(client.stats))
+            s.queued_frames = len(client.queue)
+            s.queued_bytes = client.stream_bytes + client.other_bytes
+            out.append(s)
+        return out
+
+
+class RelayHandler(tornado.websocket.WebSocketHandler):
+    """One client connection. Tornado calls it on the relay's loop thread."""
+
+    def initialize(self, relay: Relay) -> None:
+        self.relay = relay
+        self.client: _Client | None = None
+
+    def prepare(self) -> None:
+        # Before the upgrade: no token, no WebSocket.
+        if not self.relay.authorized(self.request.headers, self.get_query_argument("token", None)):
+            log.warning("relay refused %s: missing or wrong token", self.request.remote_ip)
+            raise tornado.web.HTTPError(403)
+
+    def check_origin(self, origin: str) -> bool:
+        ok = self.relay.origin_allowed(origin, self.request.headers.get("Host", ""))
+        if not ok:
+            log.warning("relay refused %s: origin %s is not allowed", self.request.remote_ip, origin)
+        return ok
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)
+        self.client = self.relay.add_client(self, self.request.remote_ip or "?")
+
+    def on_message(self, message: str | bytes) -> None:
+        client = self.client
+        if client is None or client.closed:
+            return
+        if isinstance(message, str):
+            self.close(1003, "text messages are not part of the protocol")
+            return
+        try:
+            frames = client.reader.feed(message)
+        except FrameError as e:
+            client.send_control(protocol.pack_error(e.code, str(e), e.seq))
+            self.close(1007, str(e)[:120])
+            return
+        if client.reader.pending:
+            self.close(1007, "a binary message must hold whole frames")
+            return
+        for type_id, flags, seq, payload in frames:
+            if type_id == _ERROR:
+                code, text = protocol.parse_error(payload) if len(payload) >= 4 else (0, "")
+                log.warning("relay client %d sent ERROR %d: %s", client.stats.id, code, text[:200])
+            elif flags:
+                client.send_control(protocol.pack_error(
+                    ErrorCode.BAD_REQUEST, f"requests must have flags 0, got 0x{flags:02x}", seq, _REPLY))
+            else:
+                self.relay.forward(client, type_id, seq, payload)
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            self.relay.remove_client(self.client, self.close_code, self.close_reason)
