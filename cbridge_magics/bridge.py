@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[np.ndarray], Any]
 
 _REPLY = int(Flag.REPLY)
-_STREAM = int(Flag.STREAM)
 _HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
@@ -77,21 +76,6 @@ class _Pending:
     def fail(self, error: BaseException) -> None:
         self.error = error
         self.lock.release()
-
-
-class _Forwarded(_Pending):
-    """A request whose reply goes to a callback on the reader thread (the relay's requests)."""
-
-    __slots__ = ("done",)
-
-    def __init__(self, done: Callable[[int, bytes | None, BaseException | None], None]) -> None:
-        self.done = done
-
-    def resolve(self, type_id: int, payload: bytes) -> None:
-        self.done(type_id, payload, None)
-
-    def fail(self, error: BaseException) -> None:
-        self.done(0, None, error)
 
 
 class History:
@@ -217,9 +201,7 @@ class Bridge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors: deque[str] = deque(maxlen=50)
-        self._taps: list[Callable[[int, bytes], None]] = []
         self.relays: list[Any] = []  # Relay servers started by serve(), stopped by close()
-        self._state_watchers: list[Callable[[State], None]] = []
         self._overload_logged = -_OVERLOAD_LOG_EVERY
 
     # --- connection life -------------------------------------------------------------------
@@ -286,14 +268,6 @@ class Bridge:
         )
         self._thread.start()
 
-    def _set_state(self, state: State) -> None:
-        self.state = state
-        for watcher in list(self._state_watchers):
-            try:
-                watcher(state)
-            except Exception:
-                log.exception("state watcher %r failed", watcher)
-
     def close(self, timeout: float = 5.0) -> None:
         """Stop the reader thread and close the link; pending requests fail. Safe to call twice."""
         if self.state is State.CLOSED and self._thread is None:
@@ -301,7 +275,7 @@ class Bridge:
         for relay in self.relays:
             relay.stop()
         self.relays.clear()
-        self._set_state(State.CLOSED)
+        self.state = State.CLOSED
         self._stop.set()
         transport = self._transport
         if transport is not None:
@@ -353,7 +327,7 @@ class Bridge:
     def _lost(self, transport: Transport, reason: str) -> None:
         # State first, then the sweep: a request registered after the sweep sees the state.
         self.last_error = reason
-        self._set_state(State.RECONNECTING if self.reconnect else State.CLOSED)
+        self.state = State.RECONNECTING if self.reconnect else State.CLOSED
         log.warning("lost %s: %s", self.name, reason)
         transport.close()
         self._fail_pending(DriverUnavailable(f"{self.name}: connection lost ({reason})"))
@@ -379,7 +353,7 @@ class Bridge:
                 self._transport = transport
                 self._stream_seq = None
                 self.reconnects += 1
-                self._set_state(State.CONNECTED)
+                self.state = State.CONNECTED
             log.info("reconnected to %s (%s)", self.name, schema.driver)
             if self._stop.is_set():  # close() ran meanwhile and did not see this transport
                 transport.close()
@@ -390,12 +364,6 @@ class Bridge:
     def _dispatch(self, frames: list) -> None:
         entries = self._entries
         for type_id, flags, seq, payload in frames:
-            if flags & _STREAM and self._taps:
-                for tap in self._taps:
-                    try:
-                        tap(type_id, payload)
-                    except Exception:
-                        log.exception("stream tap %r failed", tap)
             if flags & _REPLY:
                 pending = self._pending.pop(seq, None)
                 if pending is not None:
@@ -523,25 +491,6 @@ class Bridge:
     def send(self, obj: Any) -> int:
         """Send a struct instance without waiting; returns its seq. An ERROR reply is logged."""
         return self._post(self._type_id(obj), bytes(obj), None)
-
-    def forward(self, type_id: int, payload: bytes,
-                done: Callable[[int, bytes | None, BaseException | None], None]) -> int:
-        """Send a frame as it is and hand its reply to ``done(type_id, payload, error)`` on the
-        reader thread (error set, payload None, if the link dies first). For relays: no layout
-        check, no decoding. Raises DriverUnavailable at once when there is no link."""
-        return self._post(type_id, payload, _Forwarded(done))
-
-    def tap(self, callback: Callable[[int, bytes], None]) -> Callable[[], None]:
-        """Call ``callback(type_id, payload)`` on the reader thread for every STREAM frame, raw.
-        Returns a function that removes the tap."""
-        self._taps.append(callback)
-        return lambda: self._taps.remove(callback) if callback in self._taps else None
-
-    def watch_state(self, callback: Callable[[State], None]) -> Callable[[], None]:
-        """Call ``callback(state)`` whenever the connection state changes (any thread)."""
-        self._state_watchers.append(callback)
-        return lambda: (self._state_watchers.remove(callback)
-                        if callback in self._state_watchers else None)
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Any:
         """Serve this driver to remote notebooks over a WebSocket; returns the running Relay.

@@ -1,11 +1,14 @@
-"""The WebSocket relay: remote notebooks reach the driver through this kernel's Bridge.
+"""The WebSocket relay: remote notebooks reach the driver through this kernel.
 
 A Relay runs a tornado WebSocket server in its own thread and event loop (tornado already comes
-with ipykernel). Every client first gets the driver's HELLO; its requests go to the driver through
-the Bridge with a seq of the Bridge's, and the reply comes back to that client alone with the
-client's own seq; STREAM frames go to every client. Frames that are ready together travel in one
-binary message. A client too slow for the stream loses its oldest STREAM frames, and is told how
-many with an ERROR 8 OVERLOADED frame; replies are never dropped.
+with ipykernel), and keeps its own connection to the driver's Unix socket on that same loop, so a
+request crosses no thread on its way: client -> relay -> driver -> relay -> client. Every client
+first gets the driver's HELLO; its requests reach the driver under a seq of the relay's, and the
+reply comes back to that client alone with the client's own seq; STREAM frames go to every client.
+Frames that are ready together travel in one binary message. A client too slow for the stream loses
+its oldest STREAM frames and is told how many with an ERROR 8 OVERLOADED frame; replies are never
+dropped. While the driver is away, requests get ERROR 7 UNAVAILABLE at once and the relay
+reconnects with backoff.
 
     relay = bridge.serve(port=8765)      # 127.0.0.1 unless host= says otherwise
     relay.url                            # ws://127.0.0.1:8765/?token=...
@@ -19,6 +22,7 @@ import contextvars
 import hmac
 import itertools
 import logging
+import random
 import secrets
 import socket
 import threading
@@ -32,7 +36,8 @@ import tornado.websocket
 
 from . import protocol
 from ._wire import FrameError, FrameReader
-from .errors import CBridgeError, DriverUnavailable
+from .errors import CBridgeError, DriverUnavailable, ProtocolError
+from .transports import transport_for, UnixTransport
 from .protocol import ControlType, ErrorCode, Flag
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 _STREAM_HEADER = int(Flag.STREAM)
 _REPLY = int(Flag.REPLY)
 _ERROR = int(ControlType.ERROR)
+_HELLO = int(ControlType.HELLO)
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -70,9 +76,9 @@ class _Client:
         self.unreported = 0  # drops not yet told to the client
         self.stream_seq = 0
         self.reader = FrameReader(relay.max_payload)
-        self.wake = asyncio.Event()
+        self.writing = False  # a message is on its way to the client
         self.closed = False
-        self.writer: asyncio.Task | None = None
+        self.inflight = 0  # requests sent to the driver and not answered yet
 
     def offer_stream(self, type_id: int, payload: bytes) -> None:
         frame = protocol.pack_frame(type_id, self.stream_seq, payload, _STREAM_HEADER)
@@ -88,7 +94,14 @@ class _Client:
             return
         self.queue.append((True, frame))
         self.stream_bytes += len(frame)
-        self.wake.set()
+        self.flush()
+
+    def missed(self, frames: int) -> None:
+        """Stream frames the driver dropped for the relay itself: this client never had them."""
+        self.stats.offered += frames
+        self.stats.dropped += frames
+        self.unreported += frames
+        self.flush()
 
     def _drop_oldest_stream(self) -> None:
         for i, (is_stream, frame) in enumerate(self.queue):
@@ -108,42 +121,46 @@ class _Client:
                         self.stats.id, self.other_bytes)
             self.handler.close(1008, "not reading")
             return
-        self.wake.set()
+        self.flush()
 
-    async def write_loop(self) -> None:
+    def flush(self) -> None:
+        """Start writing if nothing is being written: called straight from the code that queued,
+        so a reply goes out in the same loop turn as the driver's frame came in."""
+        if self.writing or self.closed or not (self.queue or self.unreported):
+            return
+        parts: list[bytes] = []
+        size = 0
+        if self.unreported:
+            parts.append(protocol.pack_error(ErrorCode.OVERLOADED,
+                                             f"dropped {self.unreported} stream frames"))
+            self.unreported = 0
+            size = len(parts[0])
+        delivered = 0
+        # Whole frames only, as many as fit in one message: far fewer messages to send.
         max_message = self.relay.max_message
-        while not self.closed:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.queue and not self.closed:
-                parts: list[bytes] = []
-                size = 0
-                if self.unreported:
-                    notice = protocol.pack_error(ErrorCode.OVERLOADED,
-                                                 f"dropped {self.unreported} stream frames")
-                    self.unreported = 0
-                    parts.append(notice)
-                    size += len(notice)
-                delivered = 0
-                # Whole frames only, as many as fit in one message: far fewer messages to send.
-                while self.queue and size + len(self.queue[0][1]) <= max_message:
-                    is_stream, frame = self.queue.popleft()
-                    if is_stream:
-                        self.stream_bytes -= len(frame)
-                        delivered += 1
-                    else:
-                        self.other_bytes -= len(frame)
-                    parts.append(frame)
-                    size += len(frame)
-                try:
-                    await self.handler.write_message(b"".join(parts), binary=True)
-                except tornado.websocket.WebSocketClosedError:
-                    return  # on_close cleans up
-                except Exception:
-                    log.exception("relay client %d: write failed", self.stats.id)
-                    self.handler.close(1011, "relay write failed")
-                    return
-                self.stats.delivered += delivered
+        while self.queue and size + len(self.queue[0][1]) <= max_message:
+            is_stream, frame = self.queue.popleft()
+            if is_stream:
+                self.stream_bytes -= len(frame)
+                delivered += 1
+            else:
+                self.other_bytes -= len(frame)
+            parts.append(frame)
+            size += len(frame)
+        try:
+            done = self.handler.write_message(b"".join(parts), binary=True)
+        except tornado.websocket.WebSocketClosedError:
+            return  # on_close cleans up
+        self.writing = True
+        done.add_done_callback(lambda fut: self._written(fut, delivered))
+
+    def _written(self, fut: "asyncio.Future[None]", delivered: int) -> None:
+        # The next message waits for this one: a slow client's backlog stays in our bounded queue.
+        self.writing = False
+        if fut.cancelled() or fut.exception() is not None:
+            return  # the connection is closing; on_close cleans up
+        self.stats.delivered += delivered
+        self.flush()
 
 
 class Relay:
@@ -161,10 +178,16 @@ class Relay:
         max_message: int = (1 << 20) + protocol.HEADER_SIZE,
         ping_interval: float = 10.0,
         ping_timeout: float = 10.0,
+        max_inflight: int = 10_000,
+        backoff: tuple[float, float] = (0.05, 2.0),
     ) -> None:
         if bridge.schema is None:
             raise DriverUnavailable("the bridge has no driver schema to serve")
+        driver = transport_for(bridge.url)
+        if not isinstance(driver, UnixTransport):
+            raise ValueError("a relay serves a driver's Unix socket, not another relay")
         self.bridge = bridge
+        self.driver_path = driver.path
         self.host, self.port = host, port
         self.token = token or secrets.token_urlsafe(24)
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
@@ -172,20 +195,24 @@ class Relay:
         self.max_message = max_message
         self.max_payload = bridge.schema.max_payload
         self.hard_cap = 4 * queue_bytes + max_message
+        self.max_inflight = max_inflight
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        self.backoff = backoff
         self.clients: dict[int, _Client] = {}
         self.closed_clients: deque[ClientStats] = deque(maxlen=20)
         self.orphan_replies = 0  # replies whose client left before they came
+        self.driver_drops = 0  # stream frames the driver dropped for the relay's own connection
+        self.driver_reconnects = 0
         self._ids = itertools.count(1)
+        self._seqs = itertools.count(1)
+        self._pending: dict[int, tuple[_Client, int]] = {}  # relay seq -> (client, client's seq)
         self._hello = bridge.schema.payload
-        self._inbox: deque[tuple] = deque()
-        self._wake_scheduled = False
+        self._link: _DriverLink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        self._untap = lambda: None
-        self._unwatch = lambda: None
+        self._stopping = False
         self._server: Any = None
 
     @property
@@ -213,8 +240,6 @@ class Relay:
             self._thread.join(timeout)
             raise CBridgeError(f"relay could not listen on {self.host}:{self.port}: "
                                f"{self._start_error}") from self._start_error
-        self._untap = self.bridge.tap(self._from_reader_stream)
-        self._unwatch = self.bridge.watch_state(self._on_bridge_state)
         log.info("relay serving %s on ws://%s:%d/", self.bridge.name, self.host, self.port)
         return self
 
@@ -226,12 +251,15 @@ class Relay:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
+            loop.run_until_complete(self._connect_driver(timeout=5.0))
             app = self._application()
             socks = bind_sockets(self.port, self.host, family=socket.AF_UNSPEC)
             self.port = socks[0].getsockname()[1]
             self._server = HTTPServer(app, max_body_size=self.max_message)
             self._server.add_sockets(socks)
         except Exception as e:
+            if self._link is not None:
+                self._link.transport.close()
             self._start_error = e
             self._ready.set()
             loop.close()
@@ -259,8 +287,6 @@ class Relay:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every client (1001 going away), stop listening, end the thread. Safe twice."""
-        self._untap()
-        self._unwatch()
         thread, self._thread = self._thread, None
         loop = self._loop
         if thread is None or loop is None:
@@ -275,81 +301,120 @@ class Relay:
                 log.warning("relay thread did not stop within %s s", timeout)
 
     async def _shutdown(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.stop()
+        if self._link is not None:
+            self._link.transport.close()
         for client in list(self.clients.values()):
             client.handler.close(1001, "relay stopping")
         await asyncio.sleep(0.05)  # let the close frames go out
         asyncio.get_running_loop().stop()
 
     @property
+    def driver_connected(self) -> bool:
+        """Whether the relay's own link to the driver is up (requests get ERROR 7 while not)."""
+        return self._link is not None
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    # --- from the Bridge's reader thread to the loop -------------------------------------------
+    # --- the relay's own link to the driver (loop thread) ---------------------------------------
 
-    def _post(self, item: tuple) -> None:
-        self._inbox.append(item)
-        if not self._wake_scheduled:
-            self._wake_scheduled = True
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._drain_inbox)
-
-    def _from_reader_stream(self, type_id: int, payload: bytes) -> None:
-        self._post(("stream", type_id, payload))
-
-    def _on_bridge_state(self, state: Any) -> None:
-        self._post(("state", state))
-
-    def _drain_inbox(self) -> None:
-        # Reset first: anything appended from now on schedules another drain.
-        self._wake_scheduled = False
-        inbox = self._inbox
-        while inbox:
-            item = inbox.popleft()
-            kind = item[0]
-            if kind == "stream":
-                for client in self.clients.values():
-                    client.offer_stream(item[1], item[2])
-            elif kind == "reply":
-                self._deliver_reply(*item[1:])
-            elif kind == "state":
-                self._check_hello()
-
-    def _check_hello(self) -> None:
-        schema = self.bridge.schema
-        if schema is not None and schema.payload != self._hello:
+    async def _connect_driver(self, timeout: float) -> None:
+        """Connect to the driver's socket and wait for its HELLO; raises DriverUnavailable."""
+        loop = asyncio.get_running_loop()
+        hello: asyncio.Future[bytes] = loop.create_future()
+        try:
+            transport, link = await asyncio.wait_for(loop.create_unix_connection(
+                lambda: _DriverLink(self, hello), self.driver_path), timeout)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise DriverUnavailable(f"relay cannot reach unix://{self.driver_path}: {e}") from None
+        try:
+            payload = await asyncio.wait_for(hello, timeout)
+        except (asyncio.TimeoutError, CBridgeError) as e:
+            transport.close()
+            raise DriverUnavailable(f"no HELLO from unix://{self.driver_path}: {e}") from None
+        if link.lost:
+            raise DriverUnavailable("the driver closed the connection after its HELLO")
+        if payload != self._hello:
             # Clients checked their layouts against the old HELLO: they must connect again.
-            self._hello = schema.payload
-            self.max_payload = schema.max_payload
+            self._hello = payload
+            self.max_payload = protocol.parse_hello(payload).max_payload
             for client in list(self.clients.values()):
                 client.handler.close(1012, "the driver restarted with another schema")
+        self._link = link
 
-    # --- requests ------------------------------------------------------------------------------
+    def _driver_lost(self, reason: str) -> None:
+        self._link = None
+        pending, self._pending = self._pending, {}
+        for client, seq in pending.values():
+            client.inflight -= 1
+            client.send_control(protocol.pack_error(
+                ErrorCode.UNAVAILABLE, f"the driver went away before answering ({reason})", seq, _REPLY))
+        if not self._stopping:
+            log.warning("relay lost the driver: %s; reconnecting", reason)
+            asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        base, cap = self.backoff
+        for attempt in itertools.count():
+            await asyncio.sleep(min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2))
+            if self._stopping:
+                return
+            try:
+                await self._connect_driver(timeout=5.0)
+            except (CBridgeError, ValueError) as e:
+                log.debug("relay reconnect failed: %s", e)
+                continue
+            self.driver_reconnects += 1
+            log.info("relay reconnected to unix://%s", self.driver_path)
+            return
+
+    def _from_driver(self, type_id: int, flags: int, seq: int, payload: bytes) -> None:
+        if flags & _REPLY:
+            entry = self._pending.pop(seq, None)
+            if entry is None:
+                return
+            client, client_seq = entry
+            client.inflight -= 1
+            if client.closed:
+                self.orphan_replies += 1
+                return
+            client.stats.replies += 1
+            client.send_control(protocol.pack_frame(type_id, client_seq, payload, _REPLY))
+        elif flags & _STREAM_HEADER:
+            for client in self.clients.values():
+                client.offer_stream(type_id, payload)
+        elif type_id == _ERROR:
+            code, text = protocol.parse_error(payload)
+            if code == ErrorCode.OVERLOADED:
+                n = protocol.parse_dropped(text)
+                self.driver_drops += n
+                for client in self.clients.values():
+                    client.missed(n)
+            else:
+                log.warning("driver sent the relay ERROR %d: %s", code, text[:200])
 
     def forward(self, client: _Client, type_id: int, seq: int, payload: bytes) -> None:
-        """Send a client's request to the driver; the reply comes back through the inbox."""
+        """Send a client's request to the driver under a relay seq; refuse it loudly if we can't."""
         client.stats.requests += 1
-
-        def done(reply_type: int, reply: bytes | None, error: BaseException | None) -> None:
-            self._post(("reply", client, seq, reply_type, reply, error))
-
-        try:
-            self.bridge.forward(type_id, payload, done)
-        except DriverUnavailable as e:
-            client.send_control(protocol.pack_error(ErrorCode.UNAVAILABLE, str(e), seq, _REPLY))
-
-    def _deliver_reply(self, client: _Client, seq: int, type_id: int, payload: bytes | None,
-                       error: BaseException | None) -> None:
-        if client.closed:
-            self.orphan_replies += 1
+        link = self._link
+        refusal = None
+        if link is None:
+            refusal = (ErrorCode.UNAVAILABLE, "the driver is not connected to the relay")
+        elif client.inflight >= self.max_inflight:
+            refusal = (ErrorCode.OVERLOADED, f"request refused: {client.inflight} already in flight")
+        elif link.transport.get_write_buffer_size() > self.max_message:
+            refusal = (ErrorCode.OVERLOADED, "request refused: the driver is not reading")
+        if refusal is not None:
+            client.send_control(protocol.pack_error(refusal[0], refusal[1], seq, _REPLY))
             return
-        client.stats.replies += 1
-        if error is not None:
-            client.send_control(protocol.pack_error(ErrorCode.UNAVAILABLE, str(error), seq, _REPLY))
-        else:
-            client.send_control(protocol.pack_frame(type_id, seq, payload or b"", _REPLY))
+        rseq = next(self._seqs) & 0xFFFFFFFF
+        self._pending[rseq] = (client, seq)
+        client.inflight += 1
+        link.transport.write(protocol.pack_frame(type_id, rseq, payload))
 
     # --- clients (called by the handler, on the loop thread) -----------------------------------
 
@@ -371,13 +436,11 @@ class Relay:
         client = _Client(self, handler, next(self._ids), peer)
         self.clients[client.stats.id] = client
         client.send_control(protocol.pack_frame(ControlType.HELLO, 0, self._hello))
-        client.writer = asyncio.ensure_future(client.write_loop())
         log.info("relay client %d connected from %s", client.stats.id, peer)
         return client
 
     def remove_client(self, client: _Client, code: int | None, reason: str | None) -> None:
         client.closed = True
-        client.wake.set()
         self.clients.pop(client.stats.id, None)
         client.stats.queued_frames = len(client.queue)
         client.stats.queued_bytes = client.stream_bytes + client.other_bytes
@@ -394,6 +457,48 @@ class Relay:
             s.queued_bytes = client.stream_bytes + client.other_bytes
             out.append(s)
         return out
+
+
+class _DriverLink(asyncio.Protocol):
+    """The relay's connection to the driver: bytes in, frames out to the relay (loop thread)."""
+
+    def __init__(self, relay: Relay, hello: "asyncio.Future[bytes]") -> None:
+        self.relay = relay
+        self.hello = hello
+        self.reader = FrameReader(relay.max_payload)
+        self.transport: Any = None
+        self.lost = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.reader.feed(data)
+        except FrameError as e:
+            self._fail(f"bad frame from the driver: {e}")
+            return
+        for type_id, flags, seq, payload in frames:
+            if not self.hello.done():
+                if type_id != _HELLO:
+                    self._fail(f"the driver sent type {type_id} before its HELLO")
+                    return
+                self.hello.set_result(payload)
+                continue
+            self.relay._from_driver(type_id, flags, seq, payload)
+
+    def _fail(self, reason: str) -> None:
+        if not self.hello.done():
+            self.hello.set_exception(ProtocolError(reason))
+        log.error("relay: %s", reason)
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.hello.done():
+            self.hello.set_exception(DriverUnavailable("the driver closed the connection"))
+        elif self.relay._link is self:
+            self.relay._driver_lost(str(exc) if exc else "the driver closed the connection")
 
 
 class RelayHandler(tornado.websocket.WebSocketHandler):

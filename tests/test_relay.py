@@ -241,11 +241,16 @@ def test_requests_while_the_driver_is_down_get_unavailable_at_once(start_driver,
     d = start_driver()
     with connect(d.url) as b:
         b.backoff = (0.02, 0.2)
-        relay = b.serve()
+        relay = b.serve(backoff=(0.02, 0.2))
         c = Raw(relay)
         c.next()
+        os.kill(d.proc.pid, signal.SIGSTOP)  # a request in flight when the driver dies ...
+        c.send(frame(256, 98, command()))
+        wait_for(lambda: relay.client_stats()[0].requests == 1, what="request forwarded")
         d.stop(signal.SIGKILL)
-        wait_for(lambda: b.state is State.RECONNECTING, what="bridge reconnecting")
+        t, p = c.reply_to(98)  # ... is answered, not forgotten
+        assert t == ERROR and protocol.parse_error(p)[0] == 7
+        wait_for(lambda: not relay.driver_connected, what="relay to notice")
         t0 = time.monotonic()
         c.send(frame(256, 99, command()))
         t, p = c.reply_to(99)
@@ -253,7 +258,7 @@ def test_requests_while_the_driver_is_down_get_unavailable_at_once(start_driver,
         if sock_path.exists():
             os.unlink(sock_path)
         start_driver(path=sock_path)
-        wait_for(lambda: b.state is State.CONNECTED, what="bridge back")
+        wait_for(lambda: relay.driver_connected, what="relay back")
         c.send(frame(256, 100, command()))
         assert c.reply_to(100)[0] == 257, "same schema: clients stay connected and work again"
 
