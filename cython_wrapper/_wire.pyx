@@ -138,3 +138,51 @@ cdef class FrameReader:
         if self.start == self.end:
             self.start = self.end = 0
         return out
+
+
+def decode_records(data, uint32_t type_id, Py_ssize_t record_size, dtype=None):
+    """Every record of one type in a buffer of whole frames, copied into one new array.
+
+    Frames of other types are skipped. Raises FrameError on a header that breaks the protocol and
+    ValueError when the buffer ends inside a frame or a payload is not whole records. With
+    ``dtype`` the result is a numpy structured array, else a bytearray of the records.
+
+        recs = decode_records(stream, 258, Telemetry.size, Telemetry.dtype)
+    """
+    cdef const uint8_t[::1] view = data
+    cdef Py_ssize_t n = view.shape[0], off = 0, total = 0, at = 0
+    cdef const uint8_t *p
+    cdef uint32_t length
+    if record_size <= 0:
+        raise ValueError("record_size must be positive")
+    # Two passes over the headers: size the output once, then one memcpy per frame.
+    while off < n:
+        if n - off < HEADER_SIZE:
+            raise ValueError(f"the buffer ends inside a frame header at byte {off}")
+        p = &view[off]
+        if <uint16_t>(p[0] | (p[1] << 8)) != MAGIC:
+            raise FrameError(BAD_MAGIC, _u32(p + 8), f"bad magic at byte {off}")
+        if p[2] != VERSION:
+            raise FrameError(BAD_VERSION, _u32(p + 8), f"unsupported protocol version {p[2]}")
+        length = _u32(p + 12)
+        if n - off - HEADER_SIZE < <Py_ssize_t>length:
+            raise ValueError(f"the buffer ends inside the frame at byte {off}")
+        if _u32(p + 4) == type_id:
+            if length % record_size:
+                raise ValueError(f"a frame at byte {off} holds {length} bytes, not whole records")
+            total += length
+        off += HEADER_SIZE + length
+    out = bytearray(total)
+    cdef uint8_t[::1] dst = out
+    off = 0
+    while off < n and total:
+        p = &view[off]
+        length = _u32(p + 12)
+        if _u32(p + 4) == type_id and length:
+            memcpy(&dst[at], p + HEADER_SIZE, length)
+            at += length
+        off += HEADER_SIZE + length
+    if dtype is None:
+        return out
+    import numpy
+    return numpy.frombuffer(out, dtype)

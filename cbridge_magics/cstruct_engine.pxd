@@ -1,0 +1,44 @@
+# cstruct_engine.pxd -- what generated struct modules cimport from the cstruct engine.
+#
+# The engine (cstruct_engine.pyx, compiled once with the package) holds what all struct classes
+# share: the field descriptors, bytes/buffer/== of a struct object, and the setup that turns a
+# module's compiled tables into class attributes. A generated class declares the three attributes
+# of cb_obj_t first (the head the engine works on), then its C struct; it adds a typed constructor
+# and unpack, and one-line slot methods calling the functions below.
+
+cdef extern from "cstruct_engine.h":
+    ctypedef struct cb_member_t:
+        size_t offset
+        size_t size
+        size_t elem_size
+        int is_signed
+        int rank
+        size_t dims[8]
+    ctypedef struct cb_const_t:
+        const char *name
+        unsigned long long value
+        int negative
+        int is_int
+    ctypedef struct cb_info_t:
+        Py_ssize_t size
+        Py_ssize_t *gaps
+        Py_ssize_t ngaps
+
+    size_t cb_strnlen(const char *p, size_t n)
+    object cb_get_int(const char *p, size_t size, int is_signed)
+    int cb_set_int(char *p, object v, size_t size, int is_signed, const char *field,
+                   const char *ctype) except -1
+    object cb_get_float(const char *p, size_t size)
+    int cb_set_float(char *p, object v, size_t size, const char *field) except -1
+    int cb_set_bool(char *p, object v) except -1
+    void cb_zero(char *p, const Py_ssize_t *gaps, Py_ssize_t n) noexcept nogil
+    int cb_fill(char *dst, object buf, const cb_info_t *info, object type) except -1
+    object cb_new(object type)
+
+
+cdef int sb_getbuffer(object obj, Py_buffer *view, int flags) except -1
+cdef bytes sb_bytes(object obj)
+cdef object sb_eq(object obj, object other)
+cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
+                     const cb_member_t *table, Py_ssize_t n, cb_info_t *info) except -1
+cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n)

@@ -1,0 +1,285 @@
+# cython: language_level=3, binding=False, embedsignature=False, auto_pickle=False
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The compiled part every cstruct class shares (built once with the package, or into the cache).
+
+A generated module declares, per struct, a final cdef class that starts with the three attributes
+of cb_obj_t (the head this engine works on) followed by the C struct as its storage, with a typed
+constructor, ``unpack`` and one-line slot methods calling sb_bytes/sb_eq/sb_getbuffer here; then it
+calls ``setup_class`` with the compiler's tables. Everything else lives here once: the field
+descriptors, which read and write each field with the typed C helpers of cstruct_engine.h at the
+field's compiled offset. Keeping this out of the generated modules is what makes them compile fast.
+
+    Frame.size, Frame.dtype, Frame.__layout__   # set up here from the module's tables
+    Frame.t                                     # <field Frame.t (double)>
+"""
+
+cimport cython
+from libc.string cimport memcpy, memmove, memset, memcmp
+from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Malloc
+from cpython.object cimport PyObject, PyTypeObject, Py_EQ, Py_NE
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+
+from numpy import ndarray as _ndarray
+
+from cbridge_magics import cstruct_runtime as _rt
+
+cdef extern from "Python.h":
+    void PyType_Modified(PyTypeObject *t)
+    ctypedef int (*getbufferproc)(PyObject *, Py_buffer *, int) except -1
+    ctypedef void (*releasebufferproc)(PyObject *, Py_buffer *)
+    ctypedef struct PyBufferProcs:
+        getbufferproc bf_getbuffer
+        releasebufferproc bf_releasebuffer
+    ctypedef PyObject *(*richcmpfunc)(PyObject *, PyObject *, int)
+    ctypedef PyObject *(*reprfunc)(PyObject *)
+    ctypedef PyObject *(*PyCFunction)(PyObject *, PyObject *)
+    ctypedef struct PyMethodDef:
+        const char *ml_name
+        PyCFunction ml_meth
+        int ml_flags
+        const char *ml_doc
+    enum:
+        METH_NOARGS
+        METH_O
+    object PyDescr_NewMethod(PyTypeObject *type, PyMethodDef *meth)
+    object PyCFunction_NewEx(PyMethodDef *ml, object self, object module)
+    Py_hash_t PyObject_HashNotImplemented(PyObject *o) except -1
+    ctypedef Py_hash_t (*hashfunc)(PyObject *) except -1
+    ctypedef struct PyTypeObject_slots "PyTypeObject":
+        PyBufferProcs *tp_as_buffer
+        richcmpfunc tp_richcompare
+        reprfunc tp_repr
+        hashfunc tp_hash
+
+cdef enum:  # field kinds
+    K_INT, K_FLOAT, K_BOOL, K_CHAR, K_CHARS, K_STRUCT, K_ARRAY
+
+cdef dict _KINDS = {"int": K_INT, "enum": K_INT, "float": K_FLOAT, "bool": K_BOOL}
+
+
+cdef extern from "cstruct_engine.h":
+    ctypedef struct cb_obj_t:
+        char *p
+        PyObject *owner
+        cb_info_t *info
+
+
+cdef inline cb_obj_t *_head(object obj) noexcept:
+    return <cb_obj_t*><PyObject*>obj
+
+
+cdef int sb_getbuffer(object obj, Py_buffer *view, int flags) except -1:
+    """bf_getbuffer of every struct class: its bytes, writable, padding zeroed first."""
+    cdef cb_obj_t *h = _head(obj)
+    cb_zero(h.p, h.info.gaps, h.info.ngaps)
+    return PyBuffer_FillInfo(view, obj, h.p, h.info.size, 0, flags)
+
+
+cdef bytes sb_bytes(object obj):
+    """The struct's bytes, padding zeroed."""
+    cdef cb_obj_t *h = _head(obj)
+    cb_zero(h.p, h.info.gaps, h.info.ngaps)
+    return PyBytes_FromStringAndSize(h.p, h.info.size)
+
+
+cdef object sb_eq(object obj, object other):
+    """Same class and same bytes (padding zeroed on both sides first)."""
+    if type(other) is not type(obj):
+        return NotImplemented
+    cdef cb_obj_t *a = _head(obj)
+    cdef cb_obj_t *b = _head(other)
+    cb_zero(a.p, a.info.gaps, a.info.ngaps)
+    cb_zero(b.p, b.info.gaps, b.info.ngaps)
+    return memcmp(a.p, b.p, a.info.size) == 0
+
+
+cdef object _richcompare(object a, object b, int op):  # tp_richcompare
+    if op == Py_EQ or op == Py_NE:
+        eq = sb_eq(a, b)
+        if eq is NotImplemented or op == Py_EQ:
+            return eq
+        return not eq
+    return NotImplemented
+
+
+cdef object _repr(object obj):  # tp_repr
+    return _rt.struct_repr(obj)
+
+
+cdef object _pack(object obj, PyObject *unused):  # __bytes__ and pack: METH_NOARGS (NULL arg)
+    return sb_bytes(obj)
+
+
+cdef object _unpack(object cls, object buf):  # Cls.unpack(buf): METH_O, bound to the class
+    obj = cb_new(cls)
+    cdef cb_obj_t *h = _head(obj)
+    cb_fill(h.p, buf, h.info, cls)
+    return obj
+
+
+cdef PyBufferProcs _buffer_procs
+_buffer_procs.bf_getbuffer = <getbufferproc>sb_getbuffer
+_buffer_procs.bf_releasebuffer = NULL
+cdef PyMethodDef _pack_def
+_pack_def.ml_name = "__bytes__"
+_pack_def.ml_meth = <PyCFunction>_pack
+_pack_def.ml_flags = METH_NOARGS
+_pack_def.ml_doc = "The struct's bytes, padding zeroed (``obj.pack()`` is the same)."
+cdef PyMethodDef _unpack_def
+_unpack_def.ml_name = "unpack"
+_unpack_def.ml_meth = <PyCFunction>_unpack
+_unpack_def.ml_flags = METH_O
+_unpack_def.ml_doc = "A new object from exactly Cls.size bytes (any buffer); padding is zeroed."
+
+
+cdef void _slots(type cls):
+    # The slots and methods every struct class shares are the engine's, set once per class
+    # (the generated modules carry none of them, so they stay small and compile fast).
+    cdef PyTypeObject_slots *t = <PyTypeObject_slots*>cls
+    t.tp_as_buffer = &_buffer_procs
+    t.tp_richcompare = <richcmpfunc>_richcompare
+    t.tp_repr = <reprfunc>_repr
+    t.tp_hash = PyObject_HashNotImplemented
+
+
+@cython.final
+cdef class Field:
+    """One field of a struct class: typed C access at the field's compiled offset, by kind."""
+
+    cdef Py_ssize_t offset, size
+    cdef int kind, is_signed
+    cdef readonly bytes qualname, ctype  # for messages: b"Frame.t", b"double"
+    cdef object cls, k, sub, shape, dtype, class_value
+
+    def __get__(self, obj, objtype):
+        if obj is None:  # on the class: the field, or the class attribute its name shadows
+            if self.class_value is None:
+                return self
+            get = getattr(type(self.class_value), "__get__", None)
+            return self.class_value if get is None else get(self.class_value, None, objtype)
+        if type(obj) is not self.cls:  # struct classes are final: the exact class or nothing
+            raise TypeError(f"{self!r} does not belong to {type(obj).__name__}")
+        cdef char *p = _head(obj).p + self.offset
+        cdef cb_obj_t *v
+        cdef PyObject *owner
+        if self.kind == K_INT:
+            return cb_get_int(p, self.size, self.is_signed)
+        if self.kind == K_FLOAT:
+            return cb_get_float(p, self.size)
+        if self.kind == K_BOOL:
+            return p[0] != 0
+        if self.kind == K_CHAR:
+            return PyBytes_FromStringAndSize(p, 1)
+        if self.kind == K_CHARS:
+            return PyBytes_FromStringAndSize(p, cb_strnlen(p, self.size))
+        if self.kind == K_STRUCT:  # a view sharing the parent's bytes (and keeping them alive)
+            view = cb_new(self.sub)
+            v = _head(view)
+            owner = _head(obj).owner  # None (Cython's initial value): the object is its own owner
+            if owner == NULL or owner == <PyObject*>None:
+                owner = <PyObject*>obj
+            Py_INCREF(<object>owner)
+            Py_XDECREF(v.owner)
+            v.owner = owner
+            v.p = p
+            return view
+        return _ndarray(self.shape, self.dtype, obj, self.offset)  # an array: a numpy view
+
+    def __set__(self, obj, value):
+        if type(obj) is not self.cls:
+            raise TypeError(f"{self!r} does not belong to {type(obj).__name__}")
+        cdef char *p = _head(obj).p + self.offset
+        cdef unsigned char c
+        cdef bytes b
+        if self.kind == K_INT:
+            cb_set_int(p, value, self.size, self.is_signed, self.qualname, self.ctype)
+        elif self.kind == K_FLOAT:
+            cb_set_float(p, value, self.size, self.qualname)
+        elif self.kind == K_BOOL:
+            cb_set_bool(p, value)
+        elif self.kind == K_CHAR:
+            c = _rt.char_value(value, self.cls, self.k)
+            memcpy(p, &c, 1)
+        elif self.kind == K_CHARS:
+            b = _rt.char_array(value, self.cls, self.k, self.size)
+            memset(p, 0, self.size)
+            memcpy(p, <char*>b, len(b))
+        elif self.kind == K_STRUCT:
+            if type(value) is not self.sub:
+                value = _rt.coerce(self.sub, value, self.cls, self.k)
+            memmove(p, _head(value).p, self.size)
+        else:
+            _rt.assign_array(_ndarray(self.shape, self.dtype, obj, self.offset), value, self.cls,
+                             self.k)
+
+    def __delete__(self, obj):
+        raise AttributeError(f"{self.qualname.decode()} is a struct field: it cannot be deleted")
+
+    def __repr__(self):
+        return "<field %s (%s)>" % (self.qualname.decode(), self.ctype.decode())
+
+
+cdef void _install(type cls, dict attrs) noexcept:
+    # Class attributes of a static extension type: its dict is only writable from C, and
+    # PyType_Modified drops the stale attribute cache.
+    (<dict>(<PyTypeObject*>cls).tp_dict).update(attrs)
+    PyType_Modified(<PyTypeObject*>cls)
+
+
+cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
+                     const cb_member_t *table, Py_ssize_t n, cb_info_t *info) except -1:
+    """Turn one class's compiled table into its attributes (size, dtype, __layout__, fields)."""
+    cdef Py_ssize_t j
+    cdef Field f
+    cdef cb_obj_t *h
+    members = [table[j] for j in range(n)]
+    ci = _rt.finish(cls, spec, size, align, members)
+    info.size = size
+    info.ngaps = len(ci.gaps)
+    info.gaps = NULL
+    if ci.gaps:
+        info.gaps = <Py_ssize_t*>PyMem_Malloc(2 * len(ci.gaps) * sizeof(Py_ssize_t))  # for life
+        if info.gaps == NULL:
+            raise MemoryError()
+        for j, (start, length) in enumerate(ci.gaps):
+            info.gaps[2 * j] = start
+            info.gaps[2 * j + 1] = length
+    # the class must start like cb_obj_t, with its struct inside the object (checked once here)
+    probe = cb_new(cls)
+    h = _head(probe)
+    if h.info != info or not (<char*>h + sizeof(cb_obj_t) <= h.p
+                              <= <char*>h + (<PyTypeObject*>cls).tp_basicsize - size):
+        raise SystemError(f"cstruct: {cls.__name__} does not start like cb_obj_t (a cbridge bug)")
+    del probe
+    _slots(cls)
+    pack = PyDescr_NewMethod(<PyTypeObject*>cls, &_pack_def)
+    ci.attrs.update({"__bytes__": pack, "pack": pack, "__hash__": None,
+                     "unpack": staticmethod(PyCFunction_NewEx(&_unpack_def, cls, None))})
+    _install(cls, ci.attrs)
+    fields = {}
+    for j, (name, kind, ctype, sub, _overlaps) in enumerate(ci.fields):
+        f = Field.__new__(Field)
+        f.offset, f.size, f.is_signed = table[j].offset, table[j].size, table[j].is_signed
+        if j in ci.views:
+            f.kind = K_ARRAY
+            f.shape, f.dtype = ci.views[j]
+        elif kind == "char":
+            f.kind = K_CHARS if table[j].rank else K_CHAR
+        elif kind == "struct":
+            f.kind = K_STRUCT
+        else:
+            f.kind = _KINDS[kind]
+        f.qualname, f.ctype = f"{cls.__name__}.{name}".encode(), ctype.encode()
+        f.cls, f.k, f.sub = cls, j, sub
+        f.class_value = (<dict>(<PyTypeObject*>cls).tp_dict).get(name)
+        fields[name] = f
+    _install(cls, fields)
+    return 0
+
+
+cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n):
+    """Every name a module defines: its classes, then its integer constants."""
+    cdef Py_ssize_t j
+    return _rt.exports(classes, [consts[j] for j in range(n)])

@@ -1,0 +1,551 @@
+"""C declarations -> a model of the structs, unions, enum constants and integer macros they define.
+
+Route (decided): gcc itself preprocesses the source with the real headers (``gcc -E -dD``), then
+pycparser reads the whole preprocessed translation unit, so typedef names from any header (stdint.h,
+stdio.h's FILE, the user's own headers) are known to the parser. For this one pass GNU spellings the
+parser does not know (``__attribute__``, ``__extension__``, ``__asm__``...) are defined away on the
+command line: the parser only reads names and types, the compiler alone decides layout (see
+cstruct_codegen, which compiles sizeof/offsetof into the module). The linemarkers of gcc's output say
+which file every declaration came from: only the source's own ("main") declarations become classes
+and names, plus the structs from other headers that those classes nest. Should a system header
+still defeat pycparser, the system headers' lines are dropped and the usual typedef names
+(FALLBACK_TYPEDEFS: stdint.h, stddef.h, FILE...) declared to the parser instead.
+
+    model = parse_file(Path("cell.h"), "<cstruct cell>", ["-I", "include"], cc=["gcc"])
+    [r.name for r in model.records]      # ['Header', 'Frame']
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from pycparser import c_ast, c_parser
+
+from .errors import CStructError
+
+# Defined away for the parse pass only; the compile pass sees the source untouched.
+PARSE_DEFINES = (
+    "-D__attribute__(x)=", "-D__attribute(x)=", "-D__extension__=", "-D__restrict=",
+    "-D__restrict__=", "-D__inline=inline", "-D__inline__=inline", "-D__asm__(...)=",
+    "-D__asm(...)=", "-D__volatile__=volatile", "-D__const=const", "-D__signed__=signed",
+    "-D__alignof__=_Alignof", "-D__builtin_va_list=int", "-D__builtin_offsetof=offsetof",
+)
+
+# Typedef names declared to the parser when a system header itself defeats pycparser (the full
+# translation unit is tried first, so this list only matters in that fallback).
+FALLBACK_TYPEDEFS = tuple(
+    [f"{p}int{n}_t" for p in ("", "u") for n in (8, 16, 32, 64)]
+    + [f"{p}int_{k}{n}_t" for p in ("", "u") for k in ("least", "fast") for n in (8, 16, 32, 64)]
+    + ["intmax_t", "uintmax_t", "intptr_t", "uintptr_t", "size_t", "ssize_t", "ptrdiff_t",
+       "wchar_t", "wint_t", "char16_t", "char32_t", "max_align_t", "off_t", "time_t", "pid_t",
+       "FILE", "va_list", "__builtin_va_list"])
+
+MAX_RANK = 8
+_INT_WORDS = {"int", "short", "long", "signed", "unsigned", "char"}
+# Names the generated classes use themselves; a field so named is served by a descriptor that
+# answers the class attribute on the class and the field on an instance (see _Field).
+CLASS_ATTRS = frozenset({"size", "dtype", "pack", "unpack", "unpack_from", "to_dict"})
+
+
+@dataclass
+class Elem:
+    """The element type of a member, arrays stripped and typedefs resolved.
+
+    kind: 'int', 'float', 'bool', 'char' (plain char), 'enum' or 'struct' (struct or union).
+    spelling: how C names the type here ('uint32_t', 'enum mode', 'Header'); None if anonymous.
+    """
+
+    kind: str
+    spelling: str | None
+    record: "Record | None" = None
+    names: tuple[str, ...] = ()  # IdentifierType words for builtin types ('unsigned', 'int')
+
+
+@dataclass
+class Member:
+    """One field of a record as Python sees it (members of anonymous struct/union members are
+    flattened into their parent, as C lets you name them)."""
+
+    name: str
+    elem: Elem
+    rank: int
+    where: str
+    const: bool = False
+    overlaps: bool = False  # shares bytes with another member (union, anonymous union)
+
+
+@dataclass
+class Record:
+    """A struct or union that becomes a class."""
+
+    name: str                     # the Python class name
+    is_union: bool
+    spelling: str | None          # C type spelling; None for an anonymous nested type
+    where: str
+    main: bool
+    members: list[Member] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # other names C gives it (tag, typedefs)
+    parent: "tuple[Record, str] | None" = None       # anonymous type: (record, member access)
+    index: int = -1                                   # position in Model.records
+
+
+@dataclass
+class Model:
+    """What a source defines: records (nested ones first), enum constants and macro candidates."""
+
+    records: list[Record]
+    enum_consts: list[str]
+    macros: list[str]            # object-like macros of the main file whose body looks like an ICE
+    deps: list[str]              # non-system headers the source included (absolute paths)
+
+
+def _file(node: c_ast.Node | None) -> str:
+    c = getattr(node, "coord", None)
+    return c.file if c is not None and c.file else ""
+
+
+def _where(node: c_ast.Node | None) -> str:
+    c = getattr(node, "coord", None)
+    return f"{c.file}:{c.line}" if c is not None and c.file else "?"
+
+
+# --- preprocessing -----------------------------------------------------------------------------
+
+@dataclass
+class _Preprocessed:
+    text: str                     # gcc -E output with directives blanked (line count kept)
+    system_files: set[str]
+    files: list[str]              # every file seen, in order
+    macros: dict[str, str]        # main-file object-like macros still defined at the end
+
+
+def _escape(name: str) -> str:
+    """A file name as gcc's linemarkers (and so pycparser's coords) spell it."""
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _marker_file(line: str) -> str | None:
+    """The file of a linemarker line (``# 12 "name" 2 3``), as spelled there; None if not one."""
+    if not (line.startswith("# ") and len(line) > 2 and line[2].isdigit()):
+        return None
+    first, last = line.find('"'), line.rfind('"')
+    return line[first + 1:last] if 0 <= first < last else None
+
+
+def run_cc(argv: Sequence[str], what: str) -> subprocess.CompletedProcess:
+    """Run the compiler; a missing binary becomes a CStructError saying what to install."""
+    try:
+        return subprocess.run(list(argv), capture_output=True, text=True, errors="replace")
+    except FileNotFoundError:
+        raise CStructError(
+            f"no C compiler: {argv[0]!r} was not found ({what}). Install one "
+            "(Debian/Ubuntu: `apt-get install gcc`) or point $CC at it.") from None
+
+
+def preprocess(path: Path, main_file: str, flags: Sequence[str], cc: Sequence[str]) -> _Preprocessed:
+    """``gcc -E -dD`` the file with the parse-pass defines; keep provenance from the linemarkers."""
+    proc = run_cc([*cc, "-E", "-dD", *PARSE_DEFINES, *flags, "-x", "c", str(path)], "preprocess")
+    if proc.returncode != 0:
+        raise CStructError(f"the C preprocessor rejected the declarations:\n{proc.stderr.rstrip()}")
+    lines = proc.stdout.split("\n")
+    system: set[str] = set()
+    files: list[str] = []
+    macros: dict[str, str] = {}
+    current = ""
+    for i, line in enumerate(lines):
+        if not line.startswith("#"):
+            continue
+        marker = _marker_file(line)
+        if marker is not None:  # linemarker: # LINE "FILE" FLAGS...  (flag 3: a system header)
+            current = marker
+            if current not in files:
+                files.append(current)
+            flags = line[line.rfind('"') + 1:].split()
+            # A system header is one *entered* (flag 1) with flag 3; a span of the source
+            # can carry flag 3 too, where a system macro (bool -> _Bool) was expanded.
+            if "1" in flags and "3" in flags and current != main_file:
+                system.add(current)
+            continue
+        if current == main_file:
+            if line.startswith("#define "):
+                rest = line[len("#define "):]
+                name = rest.split(" ", 1)[0]
+                if "(" not in name:  # object-like only; function-like macros are not names
+                    macros[name] = rest[len(name):].strip()
+            elif line.startswith("#undef "):
+                macros.pop(line[len("#undef "):].strip(), None)
+        lines[i] = ""  # directives other than linemarkers mean nothing to the parser
+    text = "\n".join(lines)
+    return _Preprocessed(text, system, files, macros)
+
+
+def _drop_system(pre: _Preprocessed) -> str:
+    """The translation unit without system-header lines (the fallback when the parser fails there)."""
+    out: list[str] = []
+    current = ""
+    for line in pre.text.split("\n"):
+        marker = _marker_file(line)
+        if marker is not None:
+            current = marker
+            out.append(line)
+        else:
+            out.append("" if current in pre.system_files else line)
+    preamble = "".join(f"typedef int {n};" for n in FALLBACK_TYPEDEFS)
+    return preamble + "\n" + "\n".join(out)
+
+
+def _parse_c(text: str, main_file: str, pre: _Preprocessed, syntax_check) -> c_ast.FileAST:
+    try:
+        return c_parser.CParser().parse(text, "<preprocessed>")
+    except c_parser.ParseError as e:
+        first = e
+    msg = str(first)
+    if any(msg.startswith(f"{f}:") for f in pre.system_files):
+        try:
+            return c_parser.CParser().parse(_drop_system(pre), "<preprocessed>")
+        except c_parser.ParseError as e:
+            msg = str(e)
+    # The compiler's own words are better than the parser's: ask it first.
+    failed, compiler = syntax_check()
+    if failed:
+        raise CStructError(f"the C compiler rejected the declarations:\n{compiler}")
+    said = f"; the compiler accepts them but says:\n{compiler}" if compiler else \
+        "; the compiler accepts them, so this is C that cbridge does not read (GNU extensions " \
+        "other than attributes, C23...)"
+    raise CStructError(f"cannot read the declarations (pycparser: {msg}){said}")
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+class _Builder:
+    def __init__(self, ast: c_ast.FileAST, main_file: str, system_files: set[str]) -> None:
+        self.ast = ast
+        self.main_file = main_file
+        self.system = system_files
+        self.typedefs: dict[str, c_ast.Node] = {}
+        self.tags: dict[str, c_ast.Node] = {}          # struct/union tag -> defining node
+        self.records: dict[int, Record] = {}           # id(Struct node) -> record
+        self.order: list[Record] = []
+        self.names: dict[str, Record] = {}
+        self.creation: list[Record] = []
+
+    # type resolution
+
+    def resolve(self, node: c_ast.Node, where: str, owner: str, member: str,
+                parent: Record | None, access: str) -> tuple[Elem, int, bool]:
+        """(element type, rank, const) of a member's declared type node."""
+        rank = 0
+        const = False
+        while True:
+            if isinstance(node, c_ast.ArrayDecl):
+                if node.dim is None:
+                    raise CStructError(
+                        f"{where}: field '{member}' of {owner} is a flexible or incomplete array: "
+                        "its size is not part of the struct, so it cannot cross a socket; give it "
+                        "a fixed size")
+                rank += 1
+                node = node.type
+            elif isinstance(node, (c_ast.PtrDecl,)):
+                raise CStructError(
+                    f"{where}: field '{member}' of {owner} is a pointer: a pointer cannot cross a "
+                    "socket; send the data it points to as a fixed-size array")
+            elif isinstance(node, c_ast.FuncDecl):
+                raise CStructError(f"{where}: field '{member}' of {owner} is a function")
+            elif isinstance(node, c_ast.TypeDecl):
+                const = const or "const" in (node.quals or [])
+                node = node.type
+            elif isinstance(node, c_ast.Typename):
+                node = node.type
+            elif isinstance(node, c_ast.IdentifierType):
+                names = node.names
+                if len(names) == 1 and names[0] in self.typedefs:
+                    tname = names[0]
+                    target = self.typedefs[tname]
+                    inner = target.type if isinstance(target, c_ast.TypeDecl) else None
+                    if isinstance(inner, (c_ast.Struct, c_ast.Union)):
+                        defn = self.definition(inner)
+                        if defn is not None and defn.name is None and id(defn) not in self.records:
+                            # an anonymous struct known by its typedef name (from another header)
+                            self.make_record(defn, tname, None, None)
+                    sub_elem, sub_rank, sub_const = self.resolve(
+                        target, where, owner, member, parent, access + "[0]" * rank)
+                    spelling = tname if sub_rank == 0 else sub_elem.spelling
+                    elem = Elem(sub_elem.kind, spelling, sub_elem.record, sub_elem.names)
+                    return elem, rank + sub_rank, const or sub_const
+                return Elem(self._builtin_kind(names, where, owner, member), " ".join(names),
+                            None, tuple(names)), rank, const
+            elif isinstance(node, c_ast.Enum):
+                spelling = f"enum {node.name}" if node.name else None
+                return Elem("enum", spelling), rank, const
+            elif isinstance(node, (c_ast.Struct, c_ast.Union)):
+                rec = self.record_for(node, where, owner, member, parent, access + "[0]" * rank)
+                return Elem("struct", rec.spelling, rec), rank, const
+            else:
+                raise CStructError(f"{where}: field '{member}' of {owner} has a type cbridge "
+                                   f"cannot map ({type(node).__name__})")
+            if rank > MAX_RANK:
+                raise CStructError(f"{where}: field '{member}' of {owner} has more than "
+                                   f"{MAX_RANK} array dimensions")
+
+    def _builtin_kind(self, names: list[str], where: str, owner: str, member: str) -> str:
+        s = set(names)
+        if s == {"_Bool"}:
+            return "bool"
+        if "float" in s or "double" in s:
+            if s <= {"float", "double", "long"}:
+                return "float"
+        elif "char" in s and not s & {"signed", "unsigned"} and s == {"char"}:
+            return "char"
+        elif s <= _INT_WORDS:
+            return "int"
+        raise CStructError(f"{where}: field '{member}' of {owner} has type '{' '.join(names)}', "
+                           "which cbridge does not support (integers, float, double, bool, enums, "
+                           "structs and unions are)")
+
+    # records
+
+    def definition(self, node: c_ast.Node) -> c_ast.Node | None:
+        if node.decls is not None:
+            return node
+        return self.tags.get(node.name) if node.name else None
+
+    def record_for(self, node: c_ast.Node, where: str, owner: str, member: str,
+                   parent: Record | None, access: str) -> Record:
+        defn = self.definition(node)
+        kind = "union" if isinstance(node, c_ast.Union) else "struct"
+        if defn is None:
+            raise CStructError(f"{where}: field '{member}' of {owner} has type '{kind} {node.name}', "
+                               "which is declared but not defined (an incomplete type)")
+        rec = self.records.get(id(defn))
+        if rec is None:
+            rec = self.make_record(defn, None, parent, access, owner, member)
+        return rec
+
+    def make_record(self, defn: c_ast.Node, name: str | None, parent: Record | None,
+                    access: str | None, owner: str = "", member: str = "") -> Record:
+        is_union = isinstance(defn, c_ast.Union)
+        where = _where(defn)
+        main = defn.coord is not None and defn.coord.file == self.main_file
+        if name is None and defn.name:
+            name = defn.name
+        if name is not None:
+            spelling = name if name in self.typedefs and self._typedef_is(name, defn) \
+                else f"{'union' if is_union else 'struct'} {name}"
+            rec = Record(name, is_union, spelling, where, main)
+        else:
+            assert parent is not None
+            rec = Record(f"{parent.name}_{member}", is_union, None, where, main,
+                         parent=(parent, access or ""))
+        self.records[id(defn)] = rec
+        self.creation.append(rec)
+        # Members: resolved now, so nested records are complete before this one is listed.
+        rec.members = list(self.members(defn, rec, rec.name, overlaps=is_union))
+        seen: set[str] = set()
+        for m in rec.members:
+            if m.name in seen:
+                raise CStructError(f"{m.where}: {rec.name} has two fields named '{m.name}'")
+            seen.add(m.name)
+            if m.name.startswith("_cb"):
+                raise CStructError(f"{m.where}: field '{m.name}' of {rec.name}: names starting "
+                                   "with _cb are reserved by cbridge")
+        rec.index = len(self.order)
+        self.order.append(rec)
+        return rec
+
+    def _typedef_is(self, name: str, defn: c_ast.Node) -> bool:
+        t = self.typedefs.get(name)
+        if not isinstance(t, c_ast.TypeDecl) or t.quals:
+            return False
+        inner = t.type
+        return isinstance(inner, type(defn)) and self.definition(inner) is defn
+
+    def members(self, defn: c_ast.Node, rec: Record, owner: str, overlaps: bool,
+                prefix: str = "") -> Iterator[Member]:
+        for d in defn.decls or ():
+            where = _where(d)
+            if d.name is None:
+                t = d.type.type if isinstance(d.type, c_ast.TypeDecl) else d.type
+                if isinstance(t, (c_ast.Struct, c_ast.Union)) and t.name is None and t.decls is not None:
+                    # C11 anonymous member: its fields are the parent's fields.
+                    yield from self.members(t, rec, owner, overlaps or isinstance(t, c_ast.Union))
+                continue
+            if d.bitsize is not None:
+                raise CStructError(
+                    f"{where}: field '{d.name}' of {owner} is a bitfield: bitfields are not "
+                    "supported (their layout is the compiler's private choice); declare the "
+                    "storage integer and mask it")
+            elem, rank, const = self.resolve(d.type, where, owner, d.name, rec, f"->{d.name}")
+            yield Member(d.name, elem, rank, where, const, overlaps)
+
+    def walk(self) -> None:
+        # Pass 1: every typedef and tag definition in the translation unit, in order.
+        for ext in self.ast.ext:
+            for node in _iter_nodes(ext):
+                if isinstance(node, (c_ast.Struct, c_ast.Union)) and node.name and node.decls is not None:
+                    self.tags[node.name] = node
+            if isinstance(ext, c_ast.Typedef):
+                self.typedefs[ext.name] = ext.type
+        # Pass 2: records of the main file, in source order (nested ones come first by recursion).
+        for ext in self.ast.ext:
+            if _file(ext) != self.main_file:
+                continue
+            if isinstance(ext, c_ast.Typedef):
+                t = ext.type
+                if isinstance(t, c_ast.TypeDecl) and isinstance(t.type, (c_ast.Struct, c_ast.Union)):
+                    defn = self.definition(t.type)
+                    if defn is None:
+                        continue  # an opaque typedef: nothing to lay out
+                    rec = self.records.get(id(defn))
+                    if rec is None:
+                        rec = self.make_record(defn, ext.name if defn.name is None else None,
+                                               None, None)
+                    if ext.name != rec.name and ext.name not in rec.aliases:
+                        rec.aliases.append(ext.name)
+                        if rec.spelling and rec.spelling.startswith(("struct ", "union ")) \
+                                and self._typedef_is(ext.name, defn):
+                            rec.spelling = ext.name
+                    if defn.name and rec.name == defn.name and ext.name != defn.name \
+                            and not rec.parent:
+                        # prefer the typedef name (what C code calls it) for the class
+                        rec.aliases.remove(ext.name)
+                        rec.aliases.insert(0, rec.name)
+                        rec.name = ext.name
+                continue
+            for node in _iter_nodes(ext):
+                if isinstance(node, (c_ast.Struct, c_ast.Union)) and node.decls is not None \
+                        and node.name and id(node) not in self.records \
+                        and _file(node) == self.main_file:
+                    self.make_record(node, None, None, None)
+
+    def exported(self) -> None:
+        for rec in self.order:
+            for n in [rec.name, *rec.aliases]:
+                other = self.names.get(n)
+                if other is not None and other is not rec:
+                    raise CStructError(f"{rec.where}: the name '{n}' is given to two different "
+                                       f"structs ({other.where} and here)")
+                self.names[n] = rec
+
+
+def _iter_nodes(node: c_ast.Node) -> Iterator[c_ast.Node]:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(child for _, child in reversed(n.children()))
+
+
+def _enum_consts(ast: c_ast.FileAST, main_file: str) -> list[str]:
+    out: list[str] = []
+    for ext in ast.ext:
+        for node in _iter_nodes(ext):
+            if isinstance(node, c_ast.Enumerator) and _file(node) == main_file:
+                if node.name not in out:
+                    out.append(node.name)
+    return out
+
+
+# --- integer macros ----------------------------------------------------------------------------
+
+_ICE_UNARY = {"-", "+", "~", "!", "sizeof", "_Alignof"}
+
+
+def _is_ice_shape(node: c_ast.Node, enum_names: set[str]) -> bool:
+    """True if an expanded macro body is shaped like an integer constant expression.
+
+    The compiler has the last word (the module compiles each kept macro through _Generic, which
+    tells integer from floating); this only keeps out what would not compile as an initializer.
+    """
+    if isinstance(node, c_ast.Constant):
+        return node.type not in ("string", "float", "double", "long double") \
+            and "float" not in node.type and "double" not in node.type
+    if isinstance(node, c_ast.ID):
+        return node.name in enum_names
+    if isinstance(node, c_ast.UnaryOp):
+        if node.op not in _ICE_UNARY:
+            return False
+        if node.op in ("sizeof", "_Alignof"):
+            return isinstance(node.expr, c_ast.Typename) or _is_ice_shape(node.expr, enum_names)
+        return _is_ice_shape(node.expr, enum_names)
+    if isinstance(node, c_ast.BinaryOp):
+        return _is_ice_shape(node.left, enum_names) and _is_ice_shape(node.right, enum_names)
+    if isinstance(node, c_ast.TernaryOp):
+        return all(_is_ice_shape(n, enum_names) for n in (node.cond, node.iftrue, node.iffalse))
+    if isinstance(node, c_ast.Cast):
+        t = node.to_type.type
+        if not isinstance(t, c_ast.TypeDecl) or not isinstance(t.type, c_ast.IdentifierType):
+            return False
+        if any(w in ("float", "double") for w in t.type.names):
+            return False
+        return _is_floatless(node.expr, enum_names)
+    return False
+
+
+def _is_floatless(node: c_ast.Node, enum_names: set[str]) -> bool:
+    # Under an integer cast a floating constant is allowed ((int)2.5 is an ICE).
+    if isinstance(node, c_ast.Constant):
+        return node.type != "string"
+    return _is_ice_shape(node, enum_names)
+
+
+def integer_macros(macros: dict[str, str], path: Path, flags: Sequence[str], cc: Sequence[str],
+                   typedef_names: Sequence[str], enum_names: set[str]) -> list[str]:
+    """The main file's object-like macros whose full expansion looks like an integer constant."""
+    candidates = [n for n, body in macros.items()
+                  if body and n.isidentifier() and not n.startswith("__")]
+    if not candidates:
+        return []
+    probe = path.with_name(path.stem + "-probe.c")
+    # -P: no linemarkers (an expansion from a system macro would be split by them); the
+    # begin marker finds where the probes start.
+    probe.write_text(f'#include "{path.name}"\n__cb_probes_begin__\n'
+                     + "".join(f"__cb_probe__ {n}\n" for n in candidates))
+    proc = run_cc([*cc, "-E", "-P", *PARSE_DEFINES, *flags, "-I", str(path.parent), "-x", "c",
+                   str(probe)], "expand macros")
+    if proc.returncode != 0 or "__cb_probes_begin__" not in proc.stdout:
+        return []
+    tail = proc.stdout.rsplit("__cb_probes_begin__", 1)[1].replace("\n", " ")
+    expansions = [e.strip() for e in tail.split("__cb_probe__")[1:]]
+    if len(expansions) != len(candidates):
+        return []
+    preamble = "".join(f"typedef int {t};" for t in typedef_names)
+    preamble += "".join(f"enum {{ {e} }};" for e in [", ".join(sorted(enum_names))] if e)
+    kept: list[str] = []
+    for name, body in zip(candidates, expansions):
+        if not body:
+            continue
+        try:
+            ast = c_parser.CParser().parse(f"{preamble}\nint __cb_x = ({body});", "<macro>")
+        except c_parser.ParseError:
+            continue
+        if _is_ice_shape(ast.ext[-1].init, enum_names):
+            kept.append(name)
+    return kept
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+def parse_file(path: Path, main_file: str, flags: Sequence[str], cc: Sequence[str]) -> Model:
+    """Preprocess and parse the file; ``main_file`` is its presumed name (from its #line)."""
+    main_file = _escape(main_file)
+    pre = preprocess(path, main_file, flags, cc)
+
+    def syntax_check() -> tuple[bool, str]:
+        proc = run_cc([*cc, "-fsyntax-only", *flags, "-x", "c", str(path)], "check syntax")
+        return proc.returncode != 0, proc.stderr.strip()
+
+    ast = _parse_c(pre.text, main_file, pre, syntax_check)
+    b = _Builder(ast, main_file, pre.system_files)
+    b.walk()
+    b.exported()
+    enums = _enum_consts(ast, main_file)
+    macros = integer_macros(pre.macros, path, flags, cc, list(b.typedefs), set(enums)) \
+        if pre.macros else []
+    deps = [f for f in pre.files if f not in pre.system_files and f != main_file
+            and not f.startswith("<") and Path(f).is_file()
+            and Path(f).resolve() != path.resolve()]
+    return Model(b.order, enums, [m for m in macros if m not in enums],
+                 [str(Path(d).resolve()) for d in deps])

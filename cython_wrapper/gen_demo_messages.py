@@ -1,0 +1,69 @@
+"""Generate cython_wrapper/_demo_messages.pyx from c_driver/include/demo_messages.h.
+
+The package build calls this before cythonize, so the package ships compiled Command, Status and
+Telemetry classes as ``cbridge_magics._demo_messages``, made by the very generator ``%%cstruct``
+uses (cbridge_magics.cstruct_parse + cstruct_codegen); like every struct module it needs the
+compiled engine, cbridge_magics.cstruct_engine (setup.py builds both). From the shell: ``python cython_wrapper/gen_demo_messages.py [--check]``.
+Needs pycparser and a C compiler (gcc -E preprocesses the header); not numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
+OUTPUT = ROOT / "cython_wrapper" / "_demo_messages.pyx"
+
+
+def _generator() -> tuple[types.ModuleType, types.ModuleType]:
+    # Load cstruct_parse/cstruct_codegen as submodules of a bare package object: importing
+    # cbridge_magics itself would run its __init__ (numpy, the Bridge...), which a build
+    # environment need not have.
+    name = "_cbridge_codegen"
+    if name not in sys.modules:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(ROOT / "cbridge_magics")]
+        sys.modules[name] = pkg
+    return (importlib.import_module(f"{name}.cstruct_parse"),
+            importlib.import_module(f"{name}.cstruct_codegen"))
+
+
+def render(header: Path = HEADER) -> str:
+    """The .pyx text for ``header`` (compiled with its own directory on the include path)."""
+    parse, codegen = _generator()
+    cc = tuple(os.environ.get("CC", "gcc").split())
+    model = parse.parse_file(header, str(header), [f"-I{header.parent}"], cc)
+    return codegen.generate(model, f'#include "{header.name}"', header.name)
+
+
+def generate(header: Path = HEADER, output: Path = OUTPUT) -> Path:
+    """Write the .pyx for ``header`` to ``output`` unless it already has that text; returns it."""
+    text = render(header)
+    if not output.is_file() or output.read_text() != text:
+        output.write_text(text)
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--header", type=Path, default=HEADER)
+    ap.add_argument("--output", type=Path, default=OUTPUT)
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 if the output is missing or stale instead of writing it")
+    args = ap.parse_args(argv)
+    if args.check:
+        fresh = args.output.is_file() and args.output.read_text() == render(args.header)
+        print(f"{args.output}: {'up to date' if fresh else 'stale'}")
+        return 0 if fresh else 1
+    print(generate(args.header, args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Shared pieces of the cstruct suites: a private build cache and a C-side harness.
+
+The cache lives in the system temp dir (one per user), not in ~/.cache, so the suites never touch a
+user's real cache but still reuse builds from one run to the next: a suite builds each of its modules
+once (module-scoped fixtures), and not at all when the generator and sources are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_HEADER = Path(__file__).resolve().parent.parent / "c_driver" / "include" / "demo_messages.h"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+def test_cache_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"cbridge-test-cache-{os.getuid()}"
+
+
+test_cache_dir.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def cstruct_cache() -> Iterator[Path]:
+    """Point the cstruct cache at the suites' private cache for one test module."""
+    path = test_cache_dir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CBRIDGE_CACHE_DIR", str(path))
+        yield path
+
+
+def python_exe() -> str:
+    import sys
+
+    return str(PYTHON) if PYTHON.exists() else sys.executable
+
+
+# --- values -> C statements ------------------------------------------------------------------
+
+def c_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return f"({value}LL)" if value < 0 else f"{value}ULL"
+    if isinstance(value, float):
+        return repr(value)
+    raise TypeError(value)
+
+
+def c_bytes(value: bytes) -> str:
+    return '"' + "".join(f"\\x{b:02x}" for b in value) + '"'
+
+
+def c_assignments(path: str, value: Any) -> Iterator[str]:
+    """C statements that store ``value`` (dicts for structs, lists for arrays, bytes for char
+    arrays) at the lvalue ``path``."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from c_assignments(f"{path}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from c_assignments(f"{path}[{i}]", v)
+    elif isinstance(value, bytes):
+        yield f"memcpy(&({path}), {c_bytes(value)}, {len(value)});"
+    else:
+        yield f"{path} = {c_literal(value)};"
+
+
+def c_checks(path: str, value: Any) -> Iterator[str]:
+    """C conditions that hold when the lvalue ``path`` holds ``value``."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from c_checks(f"{path}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from c_checks(f"{path}[{i}]", v)
+    elif isinstance(value, bytes):
+        yield (f"memcmp(&({path}), {c_bytes(value)}, {len(value)}) == 0 && "
+               f"zero_tail((const char *)&({path}) + {len(value)}, sizeof({path}) - {len(value)})")
+    else:
+        yield f"{path} == {c_literal(value)}"
+
+
+def matches(actual: Any, expected: Any) -> bool:
+    """Does a field read back from Python hold ``expected`` (same shapes as c_assignments)?"""
+    if isinstance(expected, Mapping):
+        return all(matches(actual[k] if isinstance(actual, np.void) else getattr(actual, k), v)
+                   for k, v in expected.items())
+    if isinstance(expected, list):
+        return len(actual) == len(expected) and all(matches(a, e) for a, e in zip(actual, expected))
+    if isinstance(expected, bytes):
+        return bytes(actual) == expected
+    if isinstance(expected, float):
+        return float(actual) == expected
+    return actual == expected
+
+
+def build_c_program(source: Path, out: Path, cflags: list[str] | None = None) -> Path:
+    cc = os.environ.get("CC", "gcc").split()
+    proc = subprocess.run([*cc, "-std=gnu11", "-O0", "-Wall", *(cflags or []), str(source), "-o",
+                           str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def run_json_lines(argv: list[str]) -> list[dict[str, Any]]:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
