@@ -17,9 +17,10 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV) || { \
 	  apt-get update && apt-get install -y python3-venv python3-dev && $(PYTHON) -m venv $(VENV); }
 
-$(STAMP): $(VPY) pyproject.toml setup.py $(wildcard cython_wrapper/*.pyx cython_wrapper/*.pxd)
+$(STAMP): $(VPY) pyproject.toml setup.py $(wildcard cython_wrapper/*.py cython_wrapper/*.pyx cython_wrapper/*.pxd c_driver/include/*.h)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e '.[test]'
+	$(VPY) -m cbridge_magics install-kernel --sys-prefix
 	touch $@
 
 driver:
@@ -27,6 +28,7 @@ driver:
 
 setup: $(STAMP) driver
 
+# Runs notebooks/server.ipynb and notebooks/client.ipynb headless; results in out/.
 demo: setup
 	$(VPY) -m cbridge_magics.demo --driver $(DRIVER) --out out
 
@@ -42,7 +44,7 @@ test-py: setup
 test-asan: setup
 	$(MAKE) -C c_driver asan
 	CBRIDGE_DRIVER=$(CURDIR)/c_driver/build-asan/cbridge-demo-driver \
-	  $(VPY) -m pytest tests/test_driver_wire.py tests/test_bridge.py $(PYTEST_ARGS)
+	  $(VPY) -m pytest tests/test_driver_wire.py tests/test_bridge.py tests/test_relay.py $(PYTEST_ARGS)
 
 bench: setup
 	$(VPY) bench/run.py

@@ -1,4 +1,9 @@
-"""The demo without a notebook: start the demo driver, stream a waveform, save a plot.
+"""``make demo``: the two notebooks, headless, against the demo driver.
+
+Starts ``cbridge-demo-driver`` on a private socket, executes ``notebooks/server.ipynb`` through
+nbclient in the ``cbridge`` kernel (``python -m cbridge_magics install-kernel --sys-prefix``); once
+the server notebook serves the relay, executes ``notebooks/client.ipynb`` against it; then writes
+each executed notebook, its HTML rendering and its live plot's final frame into ``out/``.
 
     python -m cbridge_magics.demo --driver c_driver/build/cbridge-demo-driver --out out
 """
@@ -6,7 +11,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import base64
 import os
 import signal
 import subprocess
@@ -15,14 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bridge import connect
-from .errors import CBridgeError
-
-log = logging.getLogger("cbridge_magics.demo")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_driver(binary: Path, sock: Path, timeout: float = 10.0) -> subprocess.Popen:
-    """Run the driver and wait until its socket answers."""
+    """Run the driver and wait until its socket exists."""
     proc = subprocess.Popen([str(binary), "--socket", str(sock)])
     deadline = time.monotonic() + timeout
     while not sock.exists():
@@ -33,57 +35,83 @@ def start_driver(binary: Path, sock: Path, timeout: float = 10.0) -> subprocess.
     return proc
 
 
-def run(binary: Path, out: Path, seconds: float) -> Path:
-    import matplotlib
+def execute(notebook: Path, out: Path, kernel: str, timeout: int = 180) -> None:
+    """Run one notebook with nbclient (in the environment of this process) and write its files:
+    the executed notebook, an HTML rendering, and the last image it showed (the live plot)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
     out.mkdir(parents=True, exist_ok=True)
-    sock = Path(tempfile.mkdtemp(prefix="cbridge-demo-")) / "driver.sock"
-    proc = start_driver(binary, sock)
+    nbformat.write(nb, out / notebook.name)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    (out / f"{notebook.stem}.html").write_text(body, encoding="utf-8")
+    png = None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "image/png" in output.get("data", {}):
+                png = base64.b64decode(output["data"]["image/png"])
+    if png is None:
+        raise RuntimeError(f"{notebook.name} showed no plot")
+    (out / f"{notebook.stem}_plot.png").write_bytes(png)
+
+
+def run(driver: Path, notebooks: Path, out: Path, kernel: str) -> list[Path]:
+    work = Path(tempfile.mkdtemp(prefix="cbridge-demo-"))
+    sock, relay_file, done = work / "driver.sock", work / "relay-url", work / "client-done"
+    proc = start_driver(driver, sock)
+    env = dict(os.environ, CBRIDGE_SOCKET=str(sock), CBRIDGE_RELAY_FILE=str(relay_file),
+               CBRIDGE_DEMO_DONE=str(done))
+    # The server notebook runs in a process of its own, so both notebooks run at once.
+    server = subprocess.Popen([sys.executable, "-m", "cbridge_magics.demo", "--execute",
+                               str(notebooks / "server.ipynb"), "--out", str(out),
+                               "--kernel", kernel], env=env)
     try:
-        with connect(f"unix://{sock}", history=20_000) as b:
-            Command = b.types["Command"]
-            print(f"connected to {b.schema.driver} {b.schema.driver_version}: "
-                  f"types {', '.join(t.name for t in b.schema.types)}")
-            b.request(Command(op=1, waveform=0, frequency_hz=5.0, amplitude=1.0, rate_hz=2000, batch=20))
-            time.sleep(seconds / 2)
-            b.request(Command(op=3, waveform=1, frequency_hz=3.0, amplitude=0.8))
-            time.sleep(seconds / 2)
-            status = b.request(Command(op=2))
-            hist = b.history("Telemetry")
-            print(f"streamed {status.records_sent} records in {status.frames_sent} frames; "
-                  f"received {len(hist)} (gaps: {b.stream_gaps})")
-        t = (hist["t0"][:, None] + hist["dt"][:, None] * range(hist["samples"].shape[1])).ravel()
-        fig = Figure(figsize=(9, 3.5), layout="constrained")
-        ax = fig.add_subplot()
-        ax.plot(t, hist["samples"].ravel(), lw=0.8)
-        ax.set(xlabel="time (s)", ylabel="sample", title="cbridge demo: sine 5 Hz, then square 3 Hz")
-        path = out / "demo_waveform.png"
-        fig.savefig(path, dpi=110)
-        return path
+        deadline = time.monotonic() + 180
+        while not relay_file.exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server notebook did not start serving")
+            time.sleep(0.1)
+        os.environ["CBRIDGE_RELAY_URL"] = relay_file.read_text()  # the client kernel inherits it
+        try:
+            execute(notebooks / "client.ipynb", out, kernel)
+        finally:
+            done.touch()
+        if server.wait(180) != 0:
+            raise RuntimeError("the server notebook failed")
     finally:
+        if server.poll() is None:
+            server.kill()
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+    return [out / f"{stem}{ext}" for stem in ("server", "client")
+            for ext in (".ipynb", ".html", "_plot.png")]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--driver", type=Path, default=Path("c_driver/build/cbridge-demo-driver"))
+    parser.add_argument("--driver", type=Path, default=ROOT / "c_driver/build/cbridge-demo-driver")
+    parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     parser.add_argument("--out", type=Path, default=Path("out"))
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--kernel", default="cbridge")
+    parser.add_argument("--execute", type=Path, help=argparse.SUPPRESS)  # one notebook, for run()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.execute:
+        execute(args.execute, args.out, args.kernel)
+        return 0
     if not os.access(args.driver, os.X_OK):
-        print(f"{args.driver} is missing: run `make driver` first", file=sys.stderr)
+        print(f"{args.driver} is missing: build it with `make driver`", file=sys.stderr)
         return 2
     try:
-        path = run(args.driver, args.out, args.seconds)
-    except CBridgeError as e:
+        files = run(args.driver, args.notebooks, args.out, args.kernel)
+    except Exception as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1
-    print(f"plot written to {path}")
+    for f in files:
+        print(f"wrote {f}")
     return 0
 
 

@@ -136,9 +136,9 @@ class _Client:
             self.unreported = 0
             size = len(parts[0])
         delivered = 0
-        # Whole frames only, as many as fit in one message: far fewer messages to send.
+        # Whole frames only, as many as fit in one message (at least one): far fewer messages.
         max_message = self.relay.max_message
-        while self.queue and size + len(self.queue[0][1]) <= max_message:
+        while self.queue and (size + len(self.queue[0][1]) <= max_message or not parts):
             is_stream, frame = self.queue.popleft()
             if is_stream:
                 self.stream_bytes -= len(frame)
@@ -243,24 +243,31 @@ class Relay:
         log.info("relay serving %s on ws://%s:%d/", self.bridge.name, self.host, self.port)
         return self
 
+    def _listen(self) -> socket.socket:
+        # socket.create_server closes its socket when bind fails (tornado's bind_sockets does not).
+        family = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((self.host, self.port), family=family)
+        sock.setblocking(False)
+        return sock
+
     def _run(self) -> None:
         from tornado.httpserver import HTTPServer
-        from tornado.netutil import bind_sockets
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
             loop.run_until_complete(self._connect_driver(timeout=5.0))
-            app = self._application()
-            socks = bind_sockets(self.port, self.host, family=socket.AF_UNSPEC)
-            self.port = socks[0].getsockname()[1]
-            self._server = HTTPServer(app, max_body_size=self.max_message)
-            self._server.add_sockets(socks)
+            sock = self._listen()
+            self.port = sock.getsockname()[1]
+            self._server = HTTPServer(self._application(), max_body_size=self.max_message)
+            self._server.add_sockets([sock])
         except Exception as e:
+            self._start_error = e
+            self._stopping = True
             if self._link is not None:
                 self._link.transport.close()
-            self._start_error = e
+                loop.run_until_complete(asyncio.sleep(0))  # let the transport finish closing
             self._ready.set()
             loop.close()
             return

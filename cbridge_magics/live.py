@@ -1,0 +1,251 @@
+"""Live plots of streamed fields, drawn off the main thread and pushed through one display.
+
+A LivePlot subscribes to a Bridge, keeps the latest ``window`` values of each field in a bounded
+buffer, and has a render thread redraw a pyplot-free Figure with Agg at most ``fps`` times a second,
+only when new data arrived, and once more when it stops, so the last data always gets a frame.
+The display itself is created on the calling (main) thread; the render thread only updates it.
+
+    plot = LivePlot(bridge, ["Telemetry.samples"], window=2000, fps=10)
+    plot.start()        # shows the plot in the current cell
+    ...
+    plot.stop()
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import io
+import itertools
+import logging
+import threading
+import time
+import weakref
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+_live: "weakref.WeakSet[LivePlot]" = weakref.WeakSet()
+
+
+class _Series:
+    """The latest values of one TYPE.FIELD, fed by the reader thread, read by the render thread."""
+
+    def __init__(self, spec: str, type_name: str, field: str, window: int) -> None:
+        self.spec, self.type_name, self.field = spec, type_name, field
+        self.values = np.zeros(window)
+        self.count = 0  # values ever received: the x of the newest one is count - 1
+        self.unsubscribe: Callable[[], None] | None = None
+
+    def append(self, records: np.ndarray) -> None:
+        # An array field is flattened in time order: record by record, element by element.
+        new = np.asarray(records[self.field], dtype=np.float64).reshape(-1)
+        w = len(self.values)
+        if len(new) >= w:
+            self.values[:] = new[-w:]
+        else:
+            self.values[:-len(new)] = self.values[len(new):]
+            self.values[-len(new):] = new
+        self.count += len(new)
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        n = min(self.count, len(self.values))
+        y = self.values[len(self.values) - n:].copy()
+        x = np.arange(self.count - n, self.count)
+        return x, y
+
+
+def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most 2 * buckets points that draw like the original at that width: each bucket keeps its
+    minimum and maximum, so spikes stay visible while Agg draws a fraction of the points."""
+    n = len(y)
+    if n <= 2 * buckets:
+        return x, y
+    per = n // buckets
+    m = per * buckets
+    start = n - m  # drop the oldest few values so every bucket is full
+    yb = y[start:].reshape(buckets, per)
+    xb = x[start::per][:buckets]
+    out_y = np.empty(2 * buckets)
+    out_y[0::2] = yb.min(axis=1)
+    out_y[1::2] = yb.max(axis=1)
+    return np.repeat(xb, 2), out_y
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"Telemetry.samples"`` -> ``("Telemetry", "samples")``; ValueError when it is not TYPE.FIELD."""
+    type_name, dot, field = spec.partition(".")
+    if not dot or not type_name or not field or "." in field:
+        raise ValueError(f"{spec!r} is not TYPE.FIELD (for example Telemetry.samples)")
+    return type_name, field
+
+
+class LivePlot:
+    """A live line plot of one or more TYPE.FIELD series of a Bridge's stream."""
+
+    def __init__(
+        self,
+        bridge: Any,
+        specs: Sequence[str],
+        *,
+        window: int = 2000,
+        fps: float = 10.0,
+        title: str | None = None,
+        size: tuple[float, float] = (8.0, 3.2),
+        dpi: int = 90,
+        display: Callable[..., Any] | None = None,
+    ) -> None:
+        if window < 2:
+            raise ValueError("window must be at least 2 values")
+        if not 0 < fps <= 60:
+            raise ValueError("fps must be in (0, 60]")
+        if not specs:
+            raise ValueError("name at least one TYPE.FIELD to plot")
+        self.id = f"p{next(_ids)}"
+        self.bridge = bridge
+        self.window, self.fps = window, fps
+        self.title = title or ", ".join(specs)
+        self.series: list[_Series] = []
+        for spec in specs:
+            type_name, field = parse_spec(spec)
+            cls = bridge.types.get(type_name)
+            if cls is None:
+                known = ", ".join(bridge.types) or "none"
+                raise ValueError(f"the driver has no type {type_name!r} (it has {known})")
+            dtype = cls.dtype
+            if field not in (dtype.names or ()):
+                raise ValueError(f"{type_name} has no field {field!r} (it has {', '.join(dtype.names)})")
+            if not np.issubdtype(dtype.fields[field][0].base, np.number):
+                raise ValueError(f"{spec} is not numeric, so it cannot be plotted")
+            self.series.append(_Series(spec, type_name, field, window))
+        self.frames = 0  # images pushed to the display
+        self.errors = 0
+        self._size, self._dpi = size, dpi
+        self._display = display
+        self._handle: Any = None
+        # The reader thread appends and the render thread snapshots; the lock keeps both whole.
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fig: Any = None
+
+    # --- the figure: touched by the render thread only, after start() made it ----------------
+
+    def _make_figure(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        # A fixed layout: constrained layout would double the cost of every frame.
+        fig = Figure(figsize=self._size, dpi=self._dpi)
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.15, top=0.9)
+        self._canvas = FigureCanvasAgg(fig)
+        self._buckets = int(self._size[0] * self._dpi)  # about one bucket per pixel column
+        ax = fig.add_subplot()
+        ax.set_title(self.title)
+        ax.set_xlabel("value index")
+        self._lines = [ax.plot([], [], lw=0.8, label=s.spec)[0] for s in self.series]
+        if len(self.series) > 1:
+            ax.legend(loc="upper left")
+        self._ax, self._fig = ax, fig
+
+    def _png(self) -> bytes:
+        with self._lock:
+            data = [s.snapshot() for s in self.series]
+            self._dirty = False
+        for line, (x, y) in zip(self._lines, data):
+            line.set_data(*decimate(x, y, self._buckets))
+        self._ax.relim()
+        self._ax.autoscale_view()
+        self._canvas.draw()
+        # Encoding with the fastest zlib level: the image is sent once and replaced soon after;
+        # the main thread waits for the GIL while this runs.
+        image = Image.frombuffer("RGBA", self._canvas.get_width_height(),
+                                 self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        buf = io.BytesIO()
+        image.save(buf, format="png", compress_level=1)
+        return buf.getvalue()
+
+    def _push(self) -> None:
+        from IPython.display import Image
+
+        png = self._png()
+        self._handle.update(Image(data=png, format="png"))
+        self.frames += 1
+        self.last_png = png
+
+    # --- life --------------------------------------------------------------------------------
+
+    def start(self) -> "LivePlot":
+        """Show the plot where this is called (the main thread), then keep it updated."""
+        from IPython.display import Image
+        from IPython.display import display as ipy_display
+
+        show = self._display or ipy_display
+        self._make_figure()
+        self.last_png = self._png()
+        self._handle = show(Image(data=self.last_png, format="png"), display_id=True)
+        for s in self.series:
+            s.unsubscribe = self.bridge.subscribe(s.type_name, self._feeder(s))
+        _live.add(self)
+        # A fresh Context: the thread must not carry the contextvars (the parent cell) of this one.
+        self._thread = threading.Thread(
+            target=contextvars.Context().run, args=(self._run,),
+            name=f"cbridge-plot {self.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _feeder(self, series: _Series) -> Callable[[np.ndarray], None]:
+        def feed(records: np.ndarray) -> None:
+            with self._lock:
+                series.append(records)
+                self._dirty = True
+        return feed
+
+    def _run(self) -> None:
+        interval = 1.0 / self.fps
+        next_frame = time.monotonic()
+        while True:
+            # Waiting out the interval is what bounds the update rate, whatever the data rate.
+            stopping = self._stop.wait(max(0.0, next_frame - time.monotonic()))
+            if self._dirty:
+                next_frame = time.monotonic() + interval
+                try:
+                    self._push()
+                except Exception:
+                    self.errors += 1
+                    log.exception("live plot %s could not draw", self.id)
+            elif not stopping:
+                next_frame = time.monotonic() + interval
+            if stopping:
+                return
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Unsubscribe, draw the last data, stop the render thread. Safe to call twice."""
+        for s in self.series:
+            if s.unsubscribe is not None:
+                s.unsubscribe()
+                s.unsubscribe = None
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        _live.discard(self)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<LivePlot {self.id} {', '.join(s.spec for s in self.series)} {state}, {self.frames} frames>"
+
+
+@atexit.register
+def _stop_all() -> None:
+    for plot in list(_live):
+        plot.stop(timeout=1.0)

@@ -1,0 +1,149 @@
+"""%cbridge through a real InteractiveShell: bad use gets UsageError, good use reaches the driver."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
+
+
+@pytest.fixture(scope="module")
+def ip():
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "cbridge_magics")
+    shell.run_line_magic("cstruct", f"--header {HEADER}")
+    yield shell
+    shell.run_line_magic("unload_ext", "cbridge_magics")
+
+
+@pytest.fixture
+def connected(ip, driver):
+    ip.run_line_magic("cbridge", f"connect {driver.url} --as b")
+    yield ip
+    ip.run_line_magic("cbridge", "disconnect")
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("", "needs a subcommand"),
+        ("bogus", "invalid choice"),
+        ("connect", "required: url"),
+        ("connect http://example.invalid/", "unsupported scheme"),
+        ("connect unix:///tmp/x.sock --history -1", "--history must be >= 0"),
+        ("connect unix:///tmp/x.sock --history many", "invalid int value"),
+        ("send", "needs an expression"),
+        ("send Command(op=0)", "not connected"),
+        ("plot Telemetry.samples", "not connected"),
+        ("plot", "needs TYPE.FIELD"),
+        ("wait", "required: seconds"),
+        ("wait -1", "seconds >= 0"),
+        ("send --timeout soon Command(op=0)", "--timeout takes seconds"),
+        ("send --timeout 0 Command(op=0)", "must be positive"),
+        ("serve", "not connected"),
+        ("connect ws:///nohost", "names no host"),
+    ],
+)
+def test_usage_errors(ip, line, words):
+    with pytest.raises(UsageError, match=words):
+        ip.run_line_magic("cbridge", line)
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("send 1+1", "not a struct instance"),
+        ("send Command(", "cannot evaluate"),
+        ("send NoSuchName(op=1)", "NameError"),
+        ("plot Nope.x", "no type 'Nope'"),
+        ("plot Telemetry.nope", "no field 'nope'"),
+        ("plot Telemetry", "not TYPE.FIELD"),
+        ("plot Telemetry.samples --fps 0", "fps"),
+        ("plot Telemetry.samples --window 1", "window"),
+        ("plot --stop p999", "no plot 'p999'"),
+        ("plot --stop p1 Telemetry.samples", "takes a plot id"),
+        ("serve --port 70000", "--port must be"),
+        ("serve --host 203.0.113.1", "cannot serve"),
+    ],
+)
+def test_usage_errors_when_connected(connected, line, words):
+    with pytest.raises(UsageError, match=words):
+        connected.run_line_magic("cbridge", line)
+
+
+def test_connect_send_status_plot_disconnect(connected, capsys):
+    ip = connected
+    b = ip.user_ns["b"]
+    assert b.state.value == "connected"
+    status = ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_GET_STATUS)")
+    assert type(status).__name__ == "Status" and status.code == 0
+    assert type(status) is ip.user_ns["Status"], "replies decode with the %cstruct class"
+    assert ip.run_line_magic("cbridge", "send --no-reply Command(op=DEMO_OP_GET_STATUS)") is None
+    ip.run_line_magic("cbridge", "plot Telemetry.samples Telemetry.t0 --fps 20 --title 'two words'")
+    magics = ip.magics_manager.registry["CBridgeMagics"]
+    plot = next(iter(magics.plots.values()))
+    assert plot.title == "two words" and len(plot.series) == 2
+    ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_START, rate_hz=1000, batch=10, frequency_hz=5.0, amplitude=1.0)")
+    ip.run_line_magic("cbridge", "wait 0.5")
+    ip.run_line_magic("cbridge", "status")
+    out = capsys.readouterr().out
+    assert "connected to" in out and "Telemetry" in out and "LivePlot p" in out
+    assert plot.frames >= 2
+    ip.run_line_magic("cbridge", f"plot --stop {plot.id}")
+    assert not plot.running and magics.plots == {}
+    ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_STOP)")
+
+
+def test_layout_mismatch_is_reported_and_refused(ip, driver, capsys):
+    from cbridge_magics.cstruct import LayoutChangedWarning
+
+    with pytest.warns(LayoutChangedWarning, match="Command"):
+        ip.run_cell_magic("cstruct", "", "#include <stdint.h>\n"
+                          "typedef struct { uint32_t op; uint32_t waveform; float frequency_hz; } Command;")
+    try:
+        ip.run_line_magic("cbridge", f"connect {driver.url}")
+        assert "LAYOUT MISMATCH" in capsys.readouterr().out
+        from cbridge_magics import LayoutMismatch
+
+        with pytest.raises(LayoutMismatch, match="Command"):
+            ip.run_line_magic("cbridge", "send Command(op=0)")
+    finally:
+        ip.run_line_magic("cbridge", "disconnect")
+        with pytest.warns(LayoutChangedWarning):
+            ip.run_line_magic("cstruct", f"--header {HEADER}")
+
+
+def test_connecting_again_replaces_the_old_connection(ip, driver):
+    ip.run_line_magic("cbridge", f"connect {driver.url}")
+    first = ip.user_ns["bridge"]
+    ip.run_line_magic("cbridge", f"connect {driver.url}")
+    assert first.state.value == "closed" and ip.user_ns["bridge"].state.value == "connected"
+    readers = [t for t in threading.enumerate() if t.name.startswith("cbridge-reader")]
+    assert len(readers) == 1
+    ip.run_line_magic("cbridge", "disconnect")
+
+
+def test_serve_then_connect_over_websocket_with_a_token(connected, capsys):
+    ip = connected
+    ip.run_line_magic("cbridge", "serve")
+    out = capsys.readouterr().out
+    url = next(w for w in out.split() if w.startswith("ws://"))
+    relay = ip.user_ns["b"].relays[0]
+    assert url == relay.url and relay.host == "127.0.0.1"
+    base, _, token = url.partition("?token=")
+    remote_shell_ns = {}
+    from cbridge_magics import connect
+
+    with connect(base, token=token) as remote:  # the token as --token would pass it
+        remote_shell_ns["status"] = remote.request(remote.types["Command"](op=0))
+        ip.run_line_magic("cbridge", "status")
+        assert "serving ws://127.0.0.1:" in capsys.readouterr().out
+    assert remote_shell_ns["status"].code == 0
+    ip.run_line_magic("cbridge", "serve --stop")
+    assert ip.user_ns["b"].relays == [] and not relay.running
