@@ -159,27 +159,11 @@ def call_figures(ns) -> dict[str, float]:
 
 # --- stream decoding ----------------------------------------------------------------------------
 
-def decode_stream(stream: bytes, cls: type, type_id: int) -> np.ndarray:
-    """Frames of ``cls`` records -> one new numpy structured array: each header is checked, each
-    payload copied once (memoryview to memoryview: a memcpy) into the array."""
-    header = struct.Struct("<HBBIII")
-    size, rec = len(stream), cls.size
-    out = np.empty(size // rec, cls.dtype)  # an upper bound on the record count
-    src, dst = memoryview(stream), memoryview(out).cast("B")
-    pos = off = 0
-    while off < size:
-        magic, version, _flags, tid, _seq, length = header.unpack_from(stream, off)
-        if magic != 0x4243 or version != 1 or tid != type_id or length % rec \
-                or off + 16 + length > size:
-            raise ValueError(f"bad frame at byte {off}")
-        dst[pos:pos + length] = src[off + 16:off + 16 + length]
-        pos += length
-        off += 16 + length
-    return out[:pos // rec]
-
-
 def stream_figures(ns, frames: int = 4000) -> dict[str, float]:
-    """Records/s decoding a stream of Telemetry frames (16-byte header + 64 records)."""
+    """Records/s decoding a stream of Telemetry frames (16-byte header + 64 records) with
+    ``_wire.decode_records``."""
+    from cbridge_magics._wire import decode_records
+
     Telemetry = ns["Telemetry"]
     payload = np.zeros(64, Telemetry.dtype)
     payload["count"] = 64
@@ -188,9 +172,13 @@ def stream_figures(ns, frames: int = 4000) -> dict[str, float]:
     header = struct.Struct("<HBBIII")
     stream = b"".join(header.pack(0x4243, 1, 2, 258, i, len(body)) + body for i in range(frames))
     n = frames * 64
-    got = decode_stream(stream, Telemetry, 258)
+
+    def decode() -> np.ndarray:  # the package's codec: header checks, one memcpy per frame
+        return decode_records(stream, 258, Telemetry.size, Telemetry.dtype)
+
+    got = decode()
     assert len(got) == n and got["count"][-1] == 64 and got["samples"][1][1] == payload["samples"][1][1]
-    seconds = min(timeit.repeat(lambda: decode_stream(stream, Telemetry, 258), number=1, repeat=7))
+    seconds = min(timeit.repeat(decode, number=1, repeat=7))
     return {"stream": n / seconds}
 
 

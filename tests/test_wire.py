@@ -139,3 +139,22 @@ def test_schema_record_class():
         c.nope = 1
     arr = np.frombuffer(raw * 3, Command.dtype)
     assert list(arr["op"]) == [3, 3, 3]
+
+
+def test_decode_records_gathers_one_type_from_a_stream():
+    from cbridge_magics._wire import decode_records
+
+    Command = record_class(LAYOUT)
+    recs = [bytes(Command(op=i, gain=i / 2)) for i in range(5)]
+    stream = frames_of((256, 1, recs[0] + recs[1]), (3, 2, b"ping"), (256, 3, b"".join(recs[2:])),
+                       (257, 4, b"x" * 24))
+    got = decode_records(stream, 256, 24, Command.dtype)
+    assert list(got["op"]) == [0, 1, 2, 3, 4] and list(got["gain"]) == [0, 0.5, 1, 1.5, 2]
+    assert bytes(decode_records(stream, 256, 24)) == b"".join(recs)
+    assert len(decode_records(stream, 999, 24)) == 0
+    with pytest.raises(ValueError, match="ends inside"):
+        decode_records(stream[:-1], 256, 24)
+    with pytest.raises(ValueError, match="not whole records"):
+        decode_records(frames_of((256, 1, b"x" * 25)), 256, 24)
+    with pytest.raises(FrameError):
+        decode_records(b"XX" + stream[2:], 256, 24)
