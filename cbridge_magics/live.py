@@ -127,6 +127,7 @@ class LivePlot:
         self._size, self._dpi = size, dpi
         self._display = display
         self._handle: Any = None
+        self.last_png: bytes | None = None  # the image shown last
         # The reader thread appends and the render thread snapshots; the lock keeps both whole.
         self._lock = threading.Lock()
         self._dirty = False
@@ -186,6 +187,8 @@ class LivePlot:
         from IPython.display import display as ipy_display
 
         show = self._display or ipy_display
+        # The figure is made and first drawn here, before the render thread exists; from then on
+        # only that thread touches it.
         self._make_figure()
         self.last_png = self._png()
         self._handle = show(Image(data=self.last_png, format="png"), display_id=True)
