@@ -16,7 +16,6 @@ import time
 from common import (PlainClient, c_client, command_frame, median, rss_bytes, running_driver,
                     table)
 
-sys.path.insert(0, ".")
 from cbridge_magics import connect  # noqa: E402
 
 ROUNDS, PER_ROUND = 5, 3000

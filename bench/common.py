@@ -7,13 +7,14 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 BUILD = ROOT / "c_driver" / "build"
 DRIVER = BUILD / "cbridge-demo-driver"
 C_CLIENT = BUILD / "cbridge-bench-client"
@@ -23,14 +24,11 @@ COMMAND = struct.Struct("<IIddII")  # the demo's Command, 32 bytes (its layout i
 
 @contextmanager
 def running_driver(*extra: str) -> Iterator[Path]:
+    from cbridge_magics.demo import start_driver
+
     sock = Path(tempfile.mkdtemp(prefix="cbb-")) / "d.sock"
-    proc = subprocess.Popen([str(DRIVER), "--socket", str(sock), *extra], stderr=subprocess.DEVNULL)
+    proc = start_driver(DRIVER, sock, *extra, quiet=True)
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("driver did not start")
-            time.sleep(0.01)
         yield sock
     finally:
         proc.send_signal(signal.SIGTERM)

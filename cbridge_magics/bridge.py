@@ -16,6 +16,7 @@ import enum
 import itertools
 import logging
 import random
+import sys
 import threading
 import time
 import weakref
@@ -48,6 +49,34 @@ _HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
 _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
+
+SWITCH_INTERVAL: float | None = 0.0005
+"""While any Bridge is connected, the interpreter's switch interval is at most this many seconds
+(Python's default is 0.005). A reply needs the GIL on the reader thread and then on the waiting
+thread; while a CPU-bound cell holds the GIL, each hand-over waits up to one interval. Set this
+to None before connecting to leave the interval alone; it is restored when the last Bridge closes."""
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+def _hold_switch_interval() -> None:
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            if SWITCH_INTERVAL is not None and SWITCH_INTERVAL < _switch_saved:
+                sys.setswitchinterval(SWITCH_INTERVAL)
+        _switch_users += 1
+
+
+def _release_switch_interval() -> None:
+    global _switch_users
+    with _switch_lock:
+        _switch_users -= 1
+        if _switch_users == 0:
+            sys.setswitchinterval(_switch_saved)
 
 
 class State(str, enum.Enum):
@@ -259,6 +288,7 @@ class Bridge:
         self._stream_seq = None
         self.state = State.CONNECTED
         _live.add(self)
+        _hold_switch_interval()
         # A fresh Context: the thread must not carry the contextvars of the cell that started it.
         self._thread = threading.Thread(
             target=contextvars.Context().run,
@@ -289,7 +319,9 @@ class Bridge:
             transport.close()
         self._transport = None
         self._fail_pending(DriverUnavailable(f"{self.name}: the bridge is closed"))
-        _live.discard(self)
+        if self in _live:
+            _live.discard(self)
+            _release_switch_interval()
 
     def __enter__(self) -> "Bridge":
         return self

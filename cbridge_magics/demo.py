@@ -23,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_driver(binary: Path, sock: Path, timeout: float = 10.0) -> subprocess.Popen:
-    """Run the driver and wait until its socket exists."""
-    proc = subprocess.Popen([str(binary), "--socket", str(sock)])
+def start_driver(binary: Path, sock: Path, *extra: str, quiet: bool = False,
+                 timeout: float = 10.0) -> subprocess.Popen:
+    """Run the driver and wait until its socket exists; ``quiet`` drops its log lines."""
+    proc = subprocess.Popen([str(binary), "--socket", str(sock), *extra],
+                            stderr=subprocess.DEVNULL if quiet else None)
     deadline = time.monotonic() + timeout
     while not sock.exists():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .cstruct_runtime import struct_repr
 from .errors import ProtocolError
 
 # The numpy spelling of the C types a schema names; anything else is kept as raw bytes.
@@ -100,16 +101,7 @@ class SchemaRecord:
     def __hash__(self) -> int:
         raise TypeError(f"{type(self).__name__} is mutable and so not hashable")
 
-    def __repr__(self) -> str:
-        parts = []
-        for name in self.dtype.names:
-            value = getattr(self, name)
-            if isinstance(value, np.ndarray):
-                value = np.array2string(value, threshold=6, precision=4, separator=", ")
-            else:
-                value = repr(value)
-            parts.append(f"{name}={value}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+    __repr__ = struct_repr  # the same text as a compiled class's
 
 
 def record_class(layout: Mapping[str, Any]) -> type[SchemaRecord]:

@@ -145,7 +145,7 @@ def decode_records(data, uint32_t type_id, Py_ssize_t record_size, dtype=None):
 
     Frames of other types are skipped. Raises FrameError on a header that breaks the protocol and
     ValueError when the buffer ends inside a frame or a payload is not whole records. With
-    ``dtype`` the result is a numpy structured array, else a bytearray of the records.
+    ``dtype`` the result is a numpy structured array, else a uint8 array of the records' bytes.
 
         recs = decode_records(stream, 258, Telemetry.size, Telemetry.dtype)
     """
@@ -172,7 +172,9 @@ def decode_records(data, uint32_t type_id, Py_ssize_t record_size, dtype=None):
                 raise ValueError(f"a frame at byte {off} holds {length} bytes, not whole records")
             total += length
         off += HEADER_SIZE + length
-    out = bytearray(total)
+    # numpy.empty, not bytearray: no zero-filling of memory that is overwritten at once.
+    import numpy
+    out = numpy.empty(total, numpy.uint8)
     cdef uint8_t[::1] dst = out
     off = 0
     while off < n and total:
@@ -182,7 +184,4 @@ def decode_records(data, uint32_t type_id, Py_ssize_t record_size, dtype=None):
             memcpy(&dst[at], p + HEADER_SIZE, length)
             at += length
         off += HEADER_SIZE + length
-    if dtype is None:
-        return out
-    import numpy
-    return numpy.frombuffer(out, dtype)
+    return out if dtype is None else out.view(dtype)

@@ -21,18 +21,10 @@ from cbridge_magics import (
     connect,
 )
 from cbridge_magics.records import record_class
+from helpers import wait_for
 
 GET_STATUS, START, STOP, SET_WAVE = 0, 1, 2, 3
 SINE, SQUARE, SAW, NOISE = 0, 1, 2, 3
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -267,3 +259,19 @@ def test_close_is_idempotent_and_stops_the_thread(driver):
     assert not any(t.name == name for t in threading.enumerate())
     with pytest.raises(DriverUnavailable):
         b.request(cmd(b, op=GET_STATUS))
+
+
+def test_switch_interval_is_bounded_while_connected_and_restored(driver):
+    import sys
+
+    from cbridge_magics import bridge as bridge_module
+
+    before = sys.getswitchinterval()
+    a = connect(driver.url)
+    b = connect(driver.url)
+    assert sys.getswitchinterval() == min(before, bridge_module.SWITCH_INTERVAL)
+    a.close()
+    a.close()
+    assert sys.getswitchinterval() == min(before, bridge_module.SWITCH_INTERVAL), "b still needs it"
+    b.close()
+    assert sys.getswitchinterval() == before

@@ -18,19 +18,11 @@ import websocket
 
 from cbridge_magics import DriverUnavailable, State, connect, protocol
 from cbridge_magics._wire import FrameReader
+from helpers import wait_for
 
 HDR = struct.Struct("<HBBIII")
 PING, ERROR, HELLO = 3, 2, 1
 STATUS_ONLY = struct.pack("<IIddII", 0, 0, 0.0, 0.0, 0, 0)
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def frame(type_id, seq, payload=b"", flags=0):

@@ -6,17 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (cond) {                                                                  \
-            passed++;                                                                \
-        } else {                                                                     \
-            failed++;                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 static const cb_field command_fields[] = {
     CB_FIELD(Command, op, "uint32_t"),          CB_FIELD(Command, waveform, "uint32_t"),
@@ -165,6 +155,5 @@ int main(void) {
     test_field_macros();
     test_registry();
     test_hello();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return check_report();
 }
