@@ -1,7 +1,6 @@
 """The WebSocket relay: remote notebooks reach the driver through this kernel.
 
-A Relay runs a tornado WebSocket server in its own thread and event loop (tornado already comes
-with ipykernel), and keeps its own connection to the driver's Unix socket on that same loop, so a
+A Relay runs a tornado WebSocket server in its own thread and event loop, and keeps its own connection to the driver's Unix socket on that same loop, so a
 request crosses no thread on its way: client -> relay -> driver -> relay -> client. Every client
 first gets the driver's HELLO; its requests reach the driver under a seq of the relay's, and the
 reply comes back to that client alone with the client's own seq; STREAM frames go to every client.
@@ -13,6 +12,10 @@ reconnects with backoff.
     relay = bridge.serve(port=8765)      # 127.0.0.1 unless host= says otherwise
     relay.url                            # ws://127.0.0.1:8765/?token=...
     relay.stop()
+
+Why tornado rather than the websockets library: it comes with ipykernel already (no new
+dependency in the kernel), and bench/bench_relay.py measures its echo round trip as fast or faster
+(on the machine this was written on: 113-145 us against 131-161 us for websockets).
 """
 
 from __future__ import annotations
