@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 import time
 
 from common import (PlainClient, c_client, command_frame, median, rss_bytes, running_driver,

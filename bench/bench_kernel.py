@@ -8,10 +8,7 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
-from pathlib import Path
 
 from common import ROOT, running_driver, table
 

@@ -30,7 +30,7 @@ import secrets
 import socket
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
