@@ -85,7 +85,7 @@ static void bench_read_frame(int fd, unsigned char *buf, cb_header *h) {
 
 static void bench_send_command(int fd, const Command *c, uint32_t seq) {
     unsigned char frame[CB_HEADER_SIZE + sizeof(Command)];
-    cb_header h = {CB_MAGIC, CB_PROTO_VERSION, 0, DEMO_TYPE_COMMAND, seq, sizeof(Command)};
+    cb_header h = cb_header_make(0, DEMO_TYPE_COMMAND, seq, sizeof(Command));
     cb_header_encode(&h, frame);
     memcpy(frame + CB_HEADER_SIZE, c, sizeof(Command));
     bench_write_full(fd, frame, sizeof(frame));

@@ -102,6 +102,9 @@ static_assert(sizeof(cb_header) == CB_HEADER_SIZE, "cb_header size");
 void cb_header_encode(const cb_header *h, unsigned char out[CB_HEADER_SIZE]);
 void cb_header_decode(const unsigned char in[CB_HEADER_SIZE], cb_header *h);
 
+/* A header of this protocol version (magic and version filled in). */
+cb_header cb_header_make(uint8_t flags, uint32_t type_id, uint32_t seq, uint32_t length);
+
 /* Results of cb_frame_parse besides the CB_E_* codes (which are > 0). */
 #define CB_PARSE_FRAME 0            /* a whole frame is in the buffer */
 #define CB_PARSE_NEED_MORE (-1)     /* read more bytes first */

@@ -69,8 +69,7 @@ void cb_header_decode(const unsigned char in[CB_HEADER_SIZE], cb_header *h) {
     h->length = cb_get_u32(in + 12);
 }
 
-/* A header of this protocol version. */
-static cb_header cb_mkheader(uint8_t flags, uint32_t type_id, uint32_t seq, uint32_t length) {
+cb_header cb_header_make(uint8_t flags, uint32_t type_id, uint32_t seq, uint32_t length) {
     cb_header h;
     h.magic = CB_MAGIC;
     h.version = CB_PROTO_VERSION;
@@ -631,7 +630,7 @@ static int cb_client_send_error(cb_server *s, cb_client *c, uint8_t flags, uint3
     unsigned char cb[4];
     struct iovec body[2];
     size_t mlen = strlen(msg);
-    cb_header h = cb_mkheader(flags, CB_TYPE_ERROR, seq, (uint32_t)(4 + mlen));
+    cb_header h = cb_header_make(flags, CB_TYPE_ERROR, seq, (uint32_t)(4 + mlen));
     cb_put_u32(cb, (uint32_t)code);
     body[0].iov_base = cb;
     body[0].iov_len = 4;
@@ -684,7 +683,7 @@ int cb_reply(cb_server *s, const cb_request *req, uint32_t type_id, const void *
         cb_set_error(s->err, sizeof(s->err), "reply: %zu bytes is above max_payload", len);
         return CB_ERR;
     }
-    h = cb_mkheader(CB_FLAG_REPLY, type_id, req->seq, (uint32_t)len);
+    h = cb_header_make(CB_FLAG_REPLY, type_id, req->seq, (uint32_t)len);
     body.iov_base = (void *)data;
     body.iov_len = len;
     return cb_client_send(s, c, &h, &body, len ? 1 : 0, 0) == 1 ? CB_OK : CB_ERR;
@@ -737,7 +736,7 @@ int cb_stream(cb_server *s, uint32_t type_id, const void *data, size_t len) {
         cb_set_error(s->err, sizeof(s->err), "stream: %zu bytes is above max_payload", len);
         return 0;
     }
-    h = cb_mkheader(CB_FLAG_STREAM, type_id, 0, (uint32_t)len);
+    h = cb_header_make(CB_FLAG_STREAM, type_id, 0, (uint32_t)len);
     body.iov_base = (void *)data;
     body.iov_len = len;
     t = cb_find_type(s, type_id);
@@ -1079,7 +1078,7 @@ error:
 static void cb_refuse(cb_server *s, int fd) {
     static const char msg[] = "too many clients";
     unsigned char frame[CB_HEADER_SIZE + 4 + sizeof(msg) - 1];
-    cb_header h = cb_mkheader(0, CB_TYPE_ERROR, 0, (uint32_t)(4 + sizeof(msg) - 1));
+    cb_header h = cb_header_make(0, CB_TYPE_ERROR, 0, (uint32_t)(4 + sizeof(msg) - 1));
     ssize_t n;
     cb_header_encode(&h, frame);
     cb_put_u32(frame + CB_HEADER_SIZE, CB_E_UNAVAILABLE);
@@ -1138,7 +1137,7 @@ static void cb_accept(cb_server *s) {
             cb_client_close(s, c, "no HELLO (out of memory)");
             continue;
         }
-        h = cb_mkheader(0, CB_TYPE_HELLO, 0, (uint32_t)hello_len);
+        h = cb_header_make(0, CB_TYPE_HELLO, 0, (uint32_t)hello_len);
         body.iov_base = (void *)hello;
         body.iov_len = hello_len;
         cb_client_send(s, c, &h, &body, 1, 0);

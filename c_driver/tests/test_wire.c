@@ -7,21 +7,11 @@
 
 #include "check.h"
 
-static cb_header mk(uint8_t flags, uint32_t type, uint32_t seq, uint32_t len) {
-    cb_header h;
-    h.magic = CB_MAGIC;
-    h.version = CB_PROTO_VERSION;
-    h.flags = flags;
-    h.type_id = type;
-    h.seq = seq;
-    h.length = len;
-    return h;
-}
 
 static void test_byte_order(void) {
     static const unsigned char want[CB_HEADER_SIZE] = {
         'C', 'B', 1, 0x03, 0x04, 0x03, 0x02, 0x01, 0x08, 0x07, 0x06, 0x05, 0x10, 0x00, 0x00, 0x00};
-    cb_header h = mk(0x03, 0x01020304u, 0x05060708u, 16), back;
+    cb_header h = cb_header_make(0x03, 0x01020304u, 0x05060708u, 16), back;
     unsigned char buf[CB_HEADER_SIZE];
 
     cb_header_encode(&h, buf);
@@ -42,7 +32,7 @@ static void test_round_trip(void) {
     size_t i, j;
     for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
         for (j = 0; j < sizeof(vals) / sizeof(vals[0]); j++) {
-            cb_header h = mk((uint8_t)vals[i], vals[i], vals[j], vals[(i + j) % 9]), back;
+            cb_header h = cb_header_make((uint8_t)vals[i], vals[i], vals[j], vals[(i + j) % 9]), back;
             unsigned char buf[CB_HEADER_SIZE];
             h.magic = (uint16_t)vals[j];
             h.version = (uint8_t)vals[j];
@@ -55,7 +45,7 @@ static void test_round_trip(void) {
 
 static void test_parse_partial(void) {
     unsigned char buf[CB_HEADER_SIZE + 64];
-    cb_header h = mk(0, 256, 7, 32), out;
+    cb_header h = cb_header_make(0, 256, 7, 32), out;
     size_t flen, n;
 
     memset(buf, 0xaa, sizeof(buf));
@@ -83,33 +73,33 @@ static void test_parse_errors(void) {
     cb_header h, out;
     size_t flen;
 
-    h = mk(0, 256, 41, 0);
+    h = cb_header_make(0, 256, 41, 0);
     h.magic = 0x4342; /* bytes swapped */
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, sizeof(buf), CB_DEFAULT_MAX_PAYLOAD, &out, &flen) ==
           CB_E_BAD_MAGIC);
     CHECK(out.seq == 41 && flen == 0);
 
-    h = mk(0, 256, 42, 0);
+    h = cb_header_make(0, 256, 42, 0);
     h.version = 2;
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, sizeof(buf), CB_DEFAULT_MAX_PAYLOAD, &out, &flen) ==
           CB_E_BAD_VERSION);
     CHECK(out.seq == 42);
 
-    h = mk(0, 256, 43, CB_DEFAULT_MAX_PAYLOAD + 1);
+    h = cb_header_make(0, 256, 43, CB_DEFAULT_MAX_PAYLOAD + 1);
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, sizeof(buf), CB_DEFAULT_MAX_PAYLOAD, &out, &flen) ==
           CB_E_TOO_LARGE);
     CHECK(out.seq == 43);
 
-    h = mk(0, 256, 44, 0xffffffffu);
+    h = cb_header_make(0, 256, 44, 0xffffffffu);
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, sizeof(buf), CB_DEFAULT_MAX_PAYLOAD, &out, &flen) ==
           CB_E_TOO_LARGE);
 
     /* magic is judged before version, version before length */
-    h = mk(0, 256, 45, 0xffffffffu);
+    h = cb_header_make(0, 256, 45, 0xffffffffu);
     h.magic = 0;
     h.version = 9;
     cb_header_encode(&h, buf);
@@ -121,7 +111,7 @@ static void test_parse_errors(void) {
           CB_E_BAD_VERSION);
 
     /* flags and type ids are not the parser's business */
-    h = mk(0xfc, 0, 46, 0);
+    h = cb_header_make(0xfc, 0, 46, 0);
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, sizeof(buf), CB_DEFAULT_MAX_PAYLOAD, &out, &flen) ==
           CB_PARSE_FRAME);
@@ -132,13 +122,13 @@ static void test_parse_boundaries(void) {
     cb_header h, out;
     size_t flen;
 
-    h = mk(0, CB_TYPE_PING, 1, 0); /* length 0: the header alone is the frame */
+    h = cb_header_make(0, CB_TYPE_PING, 1, 0); /* length 0: the header alone is the frame */
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, CB_HEADER_SIZE, CB_DEFAULT_MAX_PAYLOAD, &out, &flen) ==
           CB_PARSE_FRAME);
     CHECK(flen == CB_HEADER_SIZE);
 
-    h = mk(0, 300, 2, CB_DEFAULT_MAX_PAYLOAD); /* exactly max_payload is allowed */
+    h = cb_header_make(0, 300, 2, CB_DEFAULT_MAX_PAYLOAD); /* exactly max_payload is allowed */
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, sizeof(buf) - 1, CB_DEFAULT_MAX_PAYLOAD, &out, &flen) ==
           CB_PARSE_NEED_MORE);
@@ -148,7 +138,7 @@ static void test_parse_boundaries(void) {
     CHECK(flen == sizeof(buf));
 
     /* a smaller max_payload moves the boundary */
-    h = mk(0, 300, 3, 100);
+    h = cb_header_make(0, 300, 3, 100);
     cb_header_encode(&h, buf);
     CHECK(cb_frame_parse(buf, sizeof(buf), 100, &out, &flen) == CB_PARSE_FRAME);
     CHECK(cb_frame_parse(buf, sizeof(buf), 99, &out, &flen) == CB_E_TOO_LARGE);
