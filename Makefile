@@ -51,4 +51,4 @@ bench: setup
 
 clean:
 	$(MAKE) -C c_driver clean
-	rm -rf build out cbridge_magics/*.so cython_wrapper/*.c
+	rm -rf build out cbridge_magics/*.so cbridge_magics/*.c cython_wrapper/*.c cython_wrapper/_demo_messages.pyx
