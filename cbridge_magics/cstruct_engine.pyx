@@ -256,8 +256,10 @@ cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
     _slots(cls)
     pack = PyDescr_NewMethod(<PyTypeObject*>cls, &_pack_def)
     # No __bytes__: bytes(obj) then takes the buffer protocol, which is faster than a method call.
+    # unpack is a builtin bound to the class: builtins do not bind again when looked up on a
+    # class or an instance, so it needs no staticmethod (whose __get__ costs every call).
     ci.attrs.update({"pack": pack, "__hash__": None,
-                     "unpack": staticmethod(PyCFunction_NewEx(&_unpack_def, cls, None))})
+                     "unpack": PyCFunction_NewEx(&_unpack_def, cls, None)})
     _install(cls, ci.attrs)
     fields = {}
     for j, (name, kind, ctype, sub, _overlaps) in enumerate(ci.fields):
