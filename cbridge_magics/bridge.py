@@ -302,9 +302,7 @@ class Bridge:
         """Stop the reader thread and close the link; pending requests fail. Safe to call twice."""
         if self.state is State.CLOSED and self._thread is None:
             return
-        for relay in self.relays:
-            relay.stop()
-        self.relays.clear()
+        self.stop_serving()
         self.state = State.CLOSED
         self._stop.set()
         transport = self._transport
@@ -536,6 +534,13 @@ class Bridge:
         relay = Relay(self, host=host, port=port, **options).start()
         self.relays.append(relay)
         return relay
+
+    def stop_serving(self) -> list[Any]:
+        """Stop every relay started by serve(); returns them (stopped). Safe to call twice."""
+        relays, self.relays = self.relays, []
+        for relay in relays:
+            relay.stop()
+        return relays
 
     def ping(self, payload: bytes = b"", timeout: float = 1.0) -> float:
         """Round-trip a PING; returns the seconds it took."""

@@ -378,12 +378,11 @@ class CBridgeMagics(Magics):
     def _serve(self, args: argparse.Namespace) -> None:
         b = self._need_bridge()
         if args.stop:
-            if not b.relays:
-                print("cbridge: not serving")
-            for relay in b.relays:
-                relay.stop()
+            stopped = b.stop_serving()
+            for relay in stopped:
                 print(f"cbridge: stopped serving ws://{relay.host}:{relay.port}/")
-            b.relays.clear()
+            if not stopped:
+                print("cbridge: not serving")
             return
         if not 0 <= args.port <= 65535:
             raise UsageError("--port must be 0..65535")

@@ -1,7 +1,8 @@
 """How frames travel: a small interface with one class per kind of link.
 
-``UnixTransport`` talks to the driver's Unix socket, ``WebSocketTransport`` to a relay. Every transport has the same five calls, used
-by the Bridge's reader thread (``read``) and by callers (``send``, under the Bridge's send lock):
+``UnixTransport`` talks to the driver's Unix socket, ``WebSocketTransport`` to a relay. Every
+transport has the same five calls, used by the Bridge's reader thread (``read``) and by callers
+(``send``, under the Bridge's send lock):
 
     t = transport_for("unix:///tmp/cbridge-demo.sock")
     t.open(timeout=5.0)
