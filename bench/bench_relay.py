@@ -4,6 +4,9 @@ process of its own, as it would be on another host:
 - request round trip notebook -> relay -> driver -> back, against a bare websocket-client echo round
   trip of the same bytes against a tornado echo server (the relay's server library) and against a
   `websockets` echo server (the alternative we did not pick); target <= 1.5x the tornado echo.
+  One client process takes turns, block by block, between the echoes, the relay (a remote Bridge,
+  and bare frames) and the driver's own socket, so a noisy machine skews them all alike. The last
+  row is the floor the relay cannot beat: the echo plus the driver's own round trip.
 - Telemetry streamed through the relay to one remote Bridge (batch 64); target >= 500,000 records/s.
 - the same with a second client that stalls (reads nothing): target >= 0.8x the rate alone.
 """
@@ -17,40 +20,59 @@ import sys
 import threading
 import time
 
-from common import ROOT, median, running_driver, table
+from common import ROOT, PlainClient, command_frame, median, running_driver, table
 
-N_RTT = 3000
+BLOCKS, PER_BLOCK = 12, 250
+
+
+def round_trips(urls: dict[str, str]) -> dict[str, float]:
+    """Median round trip (us) of each kind, measured in turns of PER_BLOCK."""
+    import websocket
+
+    from cbridge_magics import connect
+
+    msg = b"\0" * 48  # a Command request frame's size
+    status = command_frame(1, 0)  # GET_STATUS
+    echo_t = websocket.create_connection(urls["echo_t"])
+    echo_w = websocket.create_connection(urls["echo_w"])
+    bare = websocket.create_connection(urls["relay"])
+    bare.recv()  # HELLO
+    plain = PlainClient(urls["unix"])
+    b = connect(urls["relay"], history=1000)
+    cmd = b.types["Command"](op=0)
+
+    def ws_echo(ws):
+        ws.send_binary(msg)
+        ws.recv()
+
+    def ws_bare():
+        bare.send_binary(status)
+        bare.recv()
+
+    kinds = {"echo_t": lambda: ws_echo(echo_t), "echo_w": lambda: ws_echo(echo_w),
+             "bridge": lambda: b.request(cmd), "bare": ws_bare,
+             "unix": lambda: plain.round_trip(status)}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(BLOCKS):
+        for kind, call in kinds.items():
+            out = times[kind]
+            for _ in range(PER_BLOCK):
+                t0 = time.perf_counter()
+                call()
+                out.append(time.perf_counter() - t0)
+    b.close()
+    return {k: median(v) * 1e6 for k, v in times.items()}
 
 
 def client_main(mode: str, url: str, arg: str) -> None:
     """Runs in a child process: prints one JSON line of results."""
-    if mode == "echo":
-        import websocket
-
-        ws = websocket.create_connection(url)
-        msg = b"\0" * 48  # a Command request frame's size
-        times = []
-        for _ in range(N_RTT):
-            t0 = time.perf_counter()
-            ws.send_binary(msg)
-            ws.recv()
-            times.append(time.perf_counter() - t0)
-        ws.close()
-        print(json.dumps({"median_us": median(times) * 1e6}))
+    if mode == "rtt":
+        print(json.dumps(round_trips(json.loads(url))))
         return
     from cbridge_magics import connect
 
     b = connect(url, history=100_000)
-    Command = b.types["Command"]
-    if mode == "rtt":
-        cmd = Command(op=0)
-        times = []
-        for _ in range(N_RTT):
-            t0 = time.perf_counter()
-            b.request(cmd)
-            times.append(time.perf_counter() - t0)
-        print(json.dumps({"median_us": median(times) * 1e6}))
-    elif mode == "stream":
+    if mode == "stream":
         seconds = float(arg)
         time.sleep(0.5)  # the stream is already running
         n0, t0 = b.stats()["types"]["Telemetry"]["records"], time.perf_counter()
@@ -112,19 +134,26 @@ def main() -> None:
 
     t_url, t_stop = tornado_echo()
     w_url, w_stop = websockets_echo()
-    echo_t = run_client("echo", t_url)["median_us"]
-    echo_w = run_client("echo", w_url)["median_us"]
-    t_stop()
-    w_stop()
     with running_driver() as sock:
         b = connect(f"unix://{sock}", history=1000)
         relay = b.serve()
-        rtt = run_client("rtt", relay.url)["median_us"]
-        print(table(f"round trip over WebSocket, median of {N_RTT} (client in its own process)",
-                    ["what", "us", "vs tornado echo", "target"],
-                    [["websocket-client echo, tornado server", f"{echo_t:.0f}", "1.00x", "floor"],
-                     ["websocket-client echo, websockets server", f"{echo_w:.0f}", f"{echo_w / echo_t:.2f}x", ""],
-                     ["remote Bridge.request via relay -> driver", f"{rtt:.0f}", f"{rtt / echo_t:.2f}x", "<= 1.5x"]]))
+        urls = {"echo_t": t_url, "echo_w": w_url, "relay": relay.url, "unix": str(sock)}
+        r = run_client("rtt", json.dumps(urls))
+        t_stop()
+        w_stop()
+        echo = r["echo_t"]
+
+        def row(what, us, target=""):
+            return [what, f"{us:.0f}", f"{us / echo:.2f}x", target]
+
+        print(table(f"round trip over WebSocket, median of {BLOCKS * PER_BLOCK} each, in turns "
+                    "(client in its own process)", ["what", "us", "vs tornado echo", "target"],
+                    [row("websocket-client echo, tornado server", echo, "the peer"),
+                     row("websocket-client echo, websockets server", r["echo_w"]),
+                     row("remote Bridge.request via relay -> driver", r["bridge"], "<= 1.5x"),
+                     row("bare frames (websocket-client) via relay -> driver", r["bare"]),
+                     row("the driver's own Unix round trip (plain Python)", r["unix"]),
+                     row("floor: tornado echo + the driver's round trip", echo + r["unix"])]))
         Command = b.types["Command"]
         b.request(Command(op=1, waveform=0, frequency_hz=50.0, amplitude=1.0, rate_hz=0, batch=64))
         alone = run_client("stream", relay.url, "3")

@@ -345,7 +345,17 @@ def test_a_remote_bridge_works_like_a_local_one(server, driver):
         assert (seq[1:] - seq[:-1] == 1).all()
 
 
-def test_a_remote_bridge_reconnects_when_the_relay_comes_back(driver):
+def test_a_remote_bridge_answers_keepalive_pings(server):
+    _b, relay = server  # ping every 0.5 s, 0.5 s to answer
+    with connect(relay.url) as r:
+        (cid,) = [c.id for c in relay.client_stats()]
+        time.sleep(2.5)  # five pings, each answered by the Bridge's reader
+        assert r.state is State.CONNECTED and r.reconnects == 0
+        assert [c.id for c in relay.client_stats()] == [cid]
+        assert r.request(r.types["Command"](op=0)).code == 0
+
+
+def test_a_remote_bridge_reconnects_when_the_relay_comes_back(driver, caplog):
     with connect(driver.url) as b:
         relay = b.serve()
         port, token = relay.port, relay.token
@@ -353,6 +363,8 @@ def test_a_remote_bridge_reconnects_when_the_relay_comes_back(driver):
         r.backoff = (0.02, 0.2)
         relay.stop()
         wait_for(lambda: r.state is State.RECONNECTING, what="remote reconnecting")
+        # the relay's close frame was read, and its reason reaches the user
+        assert "closed the connection (code 1001: relay stopping)" in caplog.text
         with pytest.raises(DriverUnavailable):
             r.request(r.types["Command"](op=0))
         b.serve(port=port, token=token)
