@@ -18,7 +18,7 @@ import socket
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ._wire import FrameError, FrameReader, WebSocketError, WsReader
+from ._wire import FrameError, FrameReader
 from .errors import DriverUnavailable, ProtocolError
 
 Frame = tuple[int, int, int, bytes]
@@ -103,22 +103,13 @@ class UnixTransport:
             sock.close()
 
 
-_PING, _CLOSE = 9, 8  # WebSocket control opcodes
-
-
 class WebSocketTransport:
-    """A relay's WebSocket. One binary message holds whole frames.
-
-    websocket-client makes the connection and sends. Reading is ours on a plain ``ws://`` socket:
-    a WsReader reads without the GIL and parses in C, which takes a reply from the socket to the
-    waiting request much sooner than websocket-client's pure-Python read (and leaves the GIL to
-    the notebook meanwhile). ``wss://`` reads through websocket-client, whose socket is TLS."""
+    """A relay's WebSocket (websocket-client). One binary message holds whole frames."""
 
     def __init__(self, url: str, token: str | None = None) -> None:
         self.url = url
         self.token = token
         self._ws: Any = None
-        self._fast: WsReader | None = None
 
     def open(self, timeout: float) -> None:
         import websocket
@@ -134,9 +125,6 @@ class WebSocketTransport:
         except (OSError, websocket.WebSocketException) as e:
             raise DriverUnavailable(f"cannot connect to {_safe(self.url)}: {e}") from None
         ws.settimeout(None)  # the reader thread blocks in recv; shutdown() wakes it
-        # The handshake reads the response a byte at a time, so nothing after it is buffered
-        # inside websocket-client: our reader may take the socket from here.
-        self._fast = WsReader() if type(ws.sock) is socket.socket else None
         self._ws = ws
 
     def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]:
@@ -145,8 +133,6 @@ class WebSocketTransport:
         ws = self._ws
         if ws is None:
             raise ConnectionClosed(f"{_safe(self.url)} is not open")
-        if self._fast is not None:
-            return self._read_fast(ws, self._fast, reader, timeout)
         while True:
             try:
                 if timeout is not None:
@@ -159,8 +145,8 @@ class WebSocketTransport:
             finally:
                 if timeout is not None and self._ws is not None:
                     ws.settimeout(None)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise ConnectionClosed(f"{_safe(self.url)} closed the connection")
+            if opcode == websocket.ABNF.OPCODE_CLOSE:  # websocket-client has answered it
+                raise ConnectionClosed(f"{_safe(self.url)} closed the connection{_close_reason(data)}")
             if opcode != websocket.ABNF.OPCODE_BINARY:
                 raise ProtocolError(f"{_safe(self.url)} sent a non-binary message (opcode {opcode})")
             try:
@@ -169,40 +155,6 @@ class WebSocketTransport:
                 raise ProtocolError(f"{_safe(self.url)} sent a bad frame: {e}") from None
             if reader.pending:
                 raise ProtocolError(f"{_safe(self.url)} sent a message that ends inside a frame")
-            if frames:
-                return frames
-
-    def _read_fast(self, ws: Any, wsr: WsReader, reader: FrameReader,
-                   timeout: float | None) -> list[Frame]:
-        import websocket
-
-        url = _safe(self.url)
-        fd = ws.sock.fileno() if ws.sock is not None else -1
-        if fd < 0:
-            raise ConnectionClosed(f"{url} is not open")
-        while True:
-            if timeout is not None and not select.select([fd], [], [], timeout)[0]:
-                raise TimeoutError(f"nothing from {url} within {timeout} s")
-            try:
-                n = wsr.recv_fd(fd)
-            except OSError as e:
-                raise ConnectionClosed(f"{url}: {e.strerror or e}") from None
-            if n == 0:
-                raise ConnectionClosed(f"{url} closed the connection")
-            try:
-                frames, controls = wsr.parse(reader)
-            except WebSocketError as e:
-                raise ProtocolError(f"{url}: {e}") from None
-            except FrameError as e:
-                raise ProtocolError(f"{url} sent a bad frame: {e}") from None
-            for opcode, data in controls:
-                if opcode == _PING:
-                    try:
-                        ws.pong(data)  # websocket-client's send lock keeps it whole
-                    except (OSError, websocket.WebSocketException) as e:
-                        raise ConnectionClosed(f"{url}: {e}") from None
-                elif opcode == _CLOSE:
-                    raise ConnectionClosed(f"{url} closed the connection{_close_reason(data)}")
             if frames:
                 return frames
 

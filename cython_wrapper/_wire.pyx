@@ -9,12 +9,6 @@ read. ``feed(data)`` does both for bytes that arrived some other way (a WebSocke
     reader = FrameReader(1 << 20)
     for type_id, flags, seq, payload in reader.feed(data):
         ...
-
-A WsReader does the same for the client end of a relay's WebSocket (RFC 6455 frames from a server):
-it reads the socket without the GIL, passes the payload of binary messages straight into a
-FrameReader, and hands back control frames (ping, pong, close) for the caller to answer.
-
-    frames, controls = ws_reader.parse(reader)    # after ws_reader.recv_fd(fd)
 """
 
 from libc.errno cimport errno, EINTR
@@ -105,22 +99,17 @@ cdef class FrameReader:
     def feed(self, data):
         """Append bytes (any buffer, any size) and return the complete frames, as ``frames()`` does."""
         cdef const uint8_t[::1] view = data
+        cdef Py_ssize_t n = view.shape[0], done = 0, take
         cdef list out = []
-        if view.shape[0]:
-            self._feed(&view[0], view.shape[0], out)
-        return out
-
-    cdef int _feed(self, const uint8_t *p, Py_ssize_t n, list out) except -1:
-        cdef Py_ssize_t done = 0, take
         while done < n:
             self._compact()
             take = min(n - done, self.cap - self.end)
-            memcpy(self.buf + self.end, p + done, take)
+            memcpy(self.buf + self.end, &view[done], take)
             self.end += take
             self.bytes_in += take
             done += take
             out.extend(self.frames())
-        return 0
+        return out
 
     def frames(self):
         """Every complete frame buffered, as (type_id, flags, seq, payload) tuples; payload is bytes."""
@@ -149,130 +138,6 @@ cdef class FrameReader:
         if self.start == self.end:
             self.start = self.end = 0
         return out
-
-
-class WebSocketError(Exception):
-    """The server broke RFC 6455 (or sent what the protocol does not allow, such as text)."""
-
-
-cdef enum:
-    WS_CHUNK = 65536
-    WS_MAX_HEADER = 10  # a server's frames are not masked: 2 bytes, then up to 8 of length
-    WS_CONTINUATION = 0
-    WS_TEXT = 1
-    WS_BINARY = 2
-    WS_CLOSE = 8
-
-
-cdef class WsReader:
-    """Server-to-client WebSocket frames, read without the GIL. Binary messages go straight into
-    a FrameReader, a piece at a time, so a message of any size needs no more memory than its
-    largest protocol frame; each message must end on a frame boundary. Control frames come back
-    whole as ``(opcode, payload)``: answering pings and closes is the caller's job."""
-
-    cdef uint8_t *buf
-    cdef Py_ssize_t start, end
-    cdef unsigned long long remaining  # payload bytes of the current data frame still to come
-    cdef bint last  # the current data frame is its message's last (FIN)
-    cdef bint in_message  # a binary message has begun and not ended
-    cdef readonly unsigned long long messages
-
-    def __cinit__(self):
-        self.buf = <uint8_t *>malloc(WS_CHUNK)
-        if self.buf == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        free(self.buf)
-
-    def recv_fd(self, int fd):
-        """Read once from a blocking socket, GIL released. Returns bytes read; 0 means the peer closed."""
-        cdef ssize_t n
-        if self.start > 0:  # after parse() at most a header or a control frame is left: cheap
-            memmove(self.buf, self.buf + self.start, self.end - self.start)
-            self.end -= self.start
-            self.start = 0
-        while True:
-            with nogil:
-                n = recv(fd, self.buf + self.end, WS_CHUNK - self.end, 0)
-            if n >= 0:
-                break
-            if errno != EINTR:
-                raise OSError(errno, "recv failed")
-        self.end += n
-        return n
-
-    def parse(self, FrameReader reader):
-        """Everything buffered: ``(frames, controls)``. Raises WebSocketError or FrameError."""
-        cdef list frames = [], controls = []
-        cdef const uint8_t *p
-        cdef Py_ssize_t avail, take, head
-        cdef unsigned long long length
-        cdef int opcode, i
-        while True:
-            avail = self.end - self.start
-            if self.remaining:
-                if avail == 0:
-                    break
-                take = <Py_ssize_t>min(<unsigned long long>avail, self.remaining)
-                reader._feed(self.buf + self.start, take, frames)
-                self.start += take
-                self.remaining -= take
-                if self.remaining == 0 and self.last:
-                    self._end_message(reader)
-                continue
-            if avail < 2:
-                break
-            p = self.buf + self.start
-            if p[1] & 0x80:
-                raise WebSocketError("the server masked a frame (RFC 6455 forbids it)")
-            if p[0] & 0x70:
-                raise WebSocketError("a frame has reserved bits set (no extension was agreed)")
-            opcode = p[0] & 0x0F
-            length = p[1] & 0x7F
-            head = 2
-            if length == 126:
-                head = 4
-            elif length == 127:
-                head = WS_MAX_HEADER
-            if avail < head:
-                break
-            if head > 2:
-                length = 0
-                for i in range(2, head):
-                    length = (length << 8) | p[i]
-            if opcode >= 8:
-                if not (p[0] & 0x80) or length > 125:
-                    raise WebSocketError("a control frame is fragmented or longer than 125 bytes")
-                if avail < head + <Py_ssize_t>length:
-                    break
-                controls.append((opcode, PyBytes_FromStringAndSize(<const char *>p + head, length)))
-                self.start += head + length
-                continue
-            if opcode == WS_BINARY:
-                if self.in_message:
-                    raise WebSocketError("a new message began inside a fragmented one")
-                self.in_message = True
-            elif opcode == WS_CONTINUATION:
-                if not self.in_message:
-                    raise WebSocketError("a continuation frame came outside any message")
-            elif opcode == WS_TEXT:
-                raise WebSocketError("the server sent a text message (the protocol is binary)")
-            else:
-                raise WebSocketError(f"unknown WebSocket opcode {opcode}")
-            self.start += head
-            self.remaining = length
-            self.last = (p[0] & 0x80) != 0
-            if length == 0 and self.last:
-                self._end_message(reader)
-        return frames, controls
-
-    cdef int _end_message(self, FrameReader reader) except -1:
-        self.in_message = False
-        self.messages += 1
-        if reader.end != reader.start:
-            raise WebSocketError("a message ended inside a protocol frame")
-        return 0
 
 
 def decode_records(data, uint32_t type_id, Py_ssize_t record_size, dtype=None):

@@ -158,3 +158,12 @@ def test_decode_records_gathers_one_type_from_a_stream():
         decode_records(frames_of((256, 1, b"x" * 25)), 256, 24)
     with pytest.raises(FrameError):
         decode_records(b"XX" + stream[2:], 256, 24)
+
+
+def test_close_reason_of_a_websocket_close_frame():
+    from cbridge_magics.transports import _close_reason
+
+    assert _close_reason(struct.pack("!H", 1012) + "driver restarted".encode()) == \
+        " (code 1012: driver restarted)"
+    assert _close_reason(struct.pack("!H", 1000)) == " (code 1000)"
+    assert _close_reason(b"") == ""
