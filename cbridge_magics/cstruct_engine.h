@@ -26,8 +26,15 @@ typedef struct { size_t offset, size, elem_size; int is_signed, rank; size_t dim
     cb_member_t;
 /* An enum constant or integer #define of the source, and whether the compiler calls it an integer. */
 typedef struct { const char *name; unsigned long long value; int negative, is_int; } cb_const_t;
-/* What a struct object needs of its class: size and padding runs (start, length pairs). */
-typedef struct { Py_ssize_t size; Py_ssize_t *gaps; Py_ssize_t ngaps; } cb_info_t;
+/* One field as the keyword path of StructType.__call__ sets it (cstruct_engine.pyx): scalars by
+ * kind here, everything else (CB_ARG_FIELD) through the field descriptor. References held. */
+enum { CB_ARG_INT, CB_ARG_FLOAT, CB_ARG_BOOL, CB_ARG_FIELD };
+typedef struct { PyObject *name, *field; int kind, is_signed; size_t offset, size;
+                 const char *qualname, *ctype; } cb_arg_t;
+/* What a struct object needs of its class: size, padding runs (start, length pairs), and the
+ * keyword table (NULL: the class takes its keywords the regular way only). */
+typedef struct { Py_ssize_t size; Py_ssize_t *gaps; Py_ssize_t ngaps; cb_arg_t *args;
+                 Py_ssize_t nargs; } cb_info_t;
 /* The head of every struct object: each generated class declares these three attributes first,
  * in this order, so its object struct starts like this one (the engine checks it once per class
  * in setup_class). p: the object's own struct, or the bytes of the struct it is part of;

@@ -6,6 +6,8 @@
 # of cb_obj_t first (the head the engine works on), then its C struct; it adds a typed constructor
 # and unpack, and one-line slot methods calling the functions below.
 
+from cpython.object cimport PyObject
+
 cdef extern from "cstruct_engine.h":
     ctypedef struct cb_member_t:
         size_t offset
@@ -19,10 +21,21 @@ cdef extern from "cstruct_engine.h":
         unsigned long long value
         int negative
         int is_int
+    ctypedef struct cb_arg_t:
+        PyObject *name
+        PyObject *field
+        int kind
+        int is_signed
+        size_t offset
+        size_t size
+        const char *qualname
+        const char *ctype
     ctypedef struct cb_info_t:
         Py_ssize_t size
         Py_ssize_t *gaps
         Py_ssize_t ngaps
+        cb_arg_t *args
+        Py_ssize_t nargs
 
     size_t cb_strnlen(const char *p, size_t n)
     object cb_get_int(const char *p, size_t size, int is_signed)

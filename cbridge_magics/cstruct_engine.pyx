@@ -11,6 +11,7 @@ field's compiled offset. Keeping this out of the generated modules is what makes
 
     Frame.size, Frame.dtype, Frame.__layout__   # set up here from the module's tables
     Frame.t                                     # <field Frame.t (double)>
+    type(Frame) is StructType                   # the metaclass: Frame(**kw) without detours
 """
 
 cimport cython
@@ -20,6 +21,8 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Malloc
 from cpython.object cimport PyObject, PyTypeObject, Py_EQ, Py_NE
 from cpython.ref cimport Py_INCREF, Py_XDECREF
+
+from sys import intern as _intern
 
 from numpy import ndarray as _ndarray
 
@@ -57,6 +60,7 @@ cdef enum:  # field kinds
     K_INT, K_FLOAT, K_BOOL, K_CHAR, K_CHARS, K_STRUCT, K_ARRAY
 
 cdef dict _KINDS = {"int": K_INT, "enum": K_INT, "float": K_FLOAT, "bool": K_BOOL}
+cdef dict _ARG_KINDS = {K_INT: CB_ARG_INT, K_FLOAT: CB_ARG_FLOAT, K_BOOL: CB_ARG_BOOL}
 
 
 cdef extern from "cstruct_engine.h":
@@ -64,6 +68,82 @@ cdef extern from "cstruct_engine.h":
         char *p
         PyObject *owner
         cb_info_t *info
+    enum:
+        CB_ARG_INT, CB_ARG_FLOAT, CB_ARG_BOOL, CB_ARG_FIELD
+
+
+cdef extern from *:
+    """
+    /* Cls(**kw) reaches a type's tp_call with the dict CPython built for the call. A plain type
+     * would turn that dict into kwnames for the class's vectorcall constructor, which parses them
+     * again: more than the whole literal-keyword call costs. StructType.tp_call sets the fields
+     * straight from the dict instead. Literal keywords still go to the vectorcall constructor,
+     * which CPython calls directly; anything unusual (positional arguments, an unknown keyword)
+     * takes the regular path, so errors read the same either way. */
+    static PyObject *cb_struct_call(PyObject *cls, PyObject *args, PyObject *kwds) {
+        PyObject *obj, *key, *value;
+        cb_obj_t *h;
+        const cb_info_t *info;
+        const cb_arg_t *a;
+        Py_ssize_t pos = 0, i;
+        int r;
+        if (PyTuple_GET_SIZE(args) || kwds == NULL || !PyDict_GET_SIZE(kwds))
+            return PyType_Type.tp_call(cls, args, kwds);
+        obj = cb_new(cls);
+        if (obj == NULL) return NULL;
+        h = (cb_obj_t *)obj;
+        info = h->info;
+        if (info->args == NULL) goto regular;
+        while (PyDict_Next(kwds, &pos, &key, &value)) {
+            a = NULL;
+            for (i = 0; i < info->nargs; i++)  /* keywords are interned: identity first */
+                if (info->args[i].name == key) { a = &info->args[i]; break; }
+            if (a == NULL && PyUnicode_Check(key))
+                for (i = 0; i < info->nargs; i++)
+                    if (PyUnicode_Compare(info->args[i].name, key) == 0) { a = &info->args[i]; break; }
+            if (a == NULL) goto regular;
+            if (value == Py_None) continue;  /* None leaves a field zero, as in the constructor */
+            Py_INCREF(value);  /* the setters may run user code (__index__) that edits the dict */
+            switch (a->kind) {
+            case CB_ARG_INT:
+                r = cb_set_int(h->p + a->offset, value, a->size, a->is_signed, a->qualname, a->ctype);
+                break;
+            case CB_ARG_FLOAT: r = cb_set_float(h->p + a->offset, value, a->size, a->qualname); break;
+            case CB_ARG_BOOL: r = cb_set_bool(h->p + a->offset, value); break;
+            default: r = Py_TYPE(a->field)->tp_descr_set(a->field, obj, value);
+            }
+            Py_DECREF(value);
+            if (r < 0) { Py_DECREF(obj); return NULL; }
+        }
+        return obj;
+    regular:
+        Py_DECREF(obj);
+        return PyType_Type.tp_call(cls, args, kwds);
+    }
+
+    static PyTypeObject cb_StructType = {
+        PyVarObject_HEAD_INIT(NULL, 0)
+        .tp_name = "cbridge_magics.cstruct_engine.StructType",
+        .tp_doc = "The metaclass of struct classes: type, with a direct path for Cls(**kw).",
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_call = cb_struct_call,
+    };
+
+    static int cb_struct_type_ready(void) {
+        cb_StructType.tp_base = &PyType_Type;
+        return PyType_Ready(&cb_StructType);
+    }
+
+    /* Make StructType the class's type. Struct classes are static types, set up once and never
+     * freed, so their type may change here, before anything uses them. */
+    static void cb_set_struct_type(PyObject *cls) {
+        Py_INCREF(&cb_StructType);
+        Py_SET_TYPE(cls, &cb_StructType);
+    }
+    """
+    PyTypeObject cb_StructType
+    int cb_struct_type_ready() except -1
+    void cb_set_struct_type(object cls)
 
 
 cdef inline cb_obj_t *_head(object obj) noexcept:
@@ -279,7 +359,41 @@ cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
         f.class_value = (<dict>(<PyTypeObject*>cls).tp_dict).get(name)
         fields[name] = f
     _install(cls, fields)
+    info.args = NULL
+    info.nargs = 0
+    # Fields that share bytes (a union's) are set in declaration order by the regular path
+    # only: with keywords in the caller's order, the last one given would win instead.
+    if fields and not any(spec_field[4] for spec_field in ci.fields):
+        info.args = _keyword_table(fields)
+        info.nargs = len(fields)
+    cb_set_struct_type(cls)
     return 0
+
+
+cdef cb_arg_t *_keyword_table(dict fields) except NULL:
+    """The fields as StructType.__call__ sets them from keywords; kept for life, like the gaps."""
+    cdef cb_arg_t *args = <cb_arg_t*>PyMem_Malloc(len(fields) * sizeof(cb_arg_t))
+    cdef Field f
+    cdef Py_ssize_t j
+    if args == NULL:
+        raise MemoryError()
+    for j, (name, f) in enumerate(fields.items()):
+        name = _intern(name)
+        Py_INCREF(name)
+        Py_INCREF(f)
+        args[j].name = <PyObject*>name
+        args[j].field = <PyObject*>f
+        args[j].kind = _ARG_KINDS.get(f.kind, CB_ARG_FIELD)
+        args[j].is_signed = f.is_signed
+        args[j].offset = f.offset
+        args[j].size = f.size
+        args[j].qualname = f.qualname  # the Field keeps these bytes alive
+        args[j].ctype = f.ctype
+    return args
+
+
+cb_struct_type_ready()
+StructType = <object>&cb_StructType
 
 
 cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n):

@@ -90,6 +90,52 @@ def test_keyword_construction_defaults_to_zero(ns) -> None:
         ns.Frame(1)  # keyword-only
 
 
+KW_CASES = [
+    ("Frame", {"t": 1.5, "samples": range(8), "mode": 1, "h": {"id": 3, "flags": 2}}),
+    ("Named", {"ok": True, "c": b"x", "name": b"abc", "tags": [b"ab", b"cd"],
+               "hs": [{"id": 1}, {"id": 2}]}),
+    ("Clashes", {"size": 3, "pack": 1.5, "dtype": 2, "from": 9}),
+    ("Packed", {"b": 2**32 - 1, "a": 255}),
+    ("Header", {"id": np.uint16(7), "flags": None}),  # None leaves a field zero
+    ("Word", {"b": [1, 2, 3, 4], "i": 5}),  # a union: members set in declaration order
+]
+
+
+@pytest.mark.parametrize("name, kw", KW_CASES, ids=[c[0] for c in KW_CASES])
+def test_keywords_from_a_dict_build_what_the_fields_build(ns, name, kw) -> None:
+    # Cls(**kw) goes through StructType.__call__, literal keywords through the class's own
+    # constructor, attribute assignment through the field descriptors: all three must agree.
+    cls = ns[name]
+    order = [f["name"] for f in cls.__layout__["fields"]]
+    by_fields = cls()
+    for k in sorted(kw, key=order.index):
+        if kw[k] is not None:
+            setattr(by_fields, k, kw[k])
+    assert bytes(cls(**kw)) == bytes(by_fields)
+    if "from" not in kw:  # a Python keyword cannot be a literal keyword
+        literal = eval(f"lambda cls, kw: cls({', '.join(f'{k}=kw[{k!r}]' for k in kw)})")
+        assert bytes(literal(cls, kw)) == bytes(by_fields)
+    if name != "Word":  # order does not matter where fields do not share bytes
+        assert bytes(cls(**dict(reversed(list(kw.items()))))) == bytes(by_fields)
+
+
+def test_keywords_from_a_dict_fail_like_literal_ones(ns) -> None:
+    from cbridge_magics.cstruct_engine import StructType
+
+    assert type(ns.Frame) is StructType and isinstance(ns.Frame, type)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tt'"):
+        ns.Frame(**{"t": 1.0, "tt": 1})
+    with pytest.raises(TypeError):
+        ns.Frame(1, **{"t": 1.0})
+    with pytest.raises(OverflowError, match="Header.flags: -1 does not fit in uint8_t"):
+        ns.Header(**{"flags": -1})
+    with pytest.raises(TypeError, match="Frame.h is a Header"):
+        ns.Frame(**{"h": 5})
+    # a key equal to a field's name but not the same string object still finds its field
+    key = "".join(["i", "d"])
+    assert ns.Header(**{key: 4}).id == 4
+
+
 def test_integer_fields_check_type_and_range(ns) -> None:
     h = ns.Header()
     with pytest.raises(OverflowError, match=r"Header.id: 70000 does not fit in uint16_t \(0..65535\)"):
