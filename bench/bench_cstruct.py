@@ -162,6 +162,12 @@ def call_figures(ns) -> dict[str, float]:
                                                          ("bytes(C(**kw))", peer))
     out["pack_lit_ours"], out["pack_lit_peer"] = paired_ns((f"bytes(C{literal})", ours),
                                                            (f"bytes(C{literal})", peer))
+    # the two halves of bytes(C(**kw)), and what CPython spends on the call before any class code
+    out["new_kw_ours"], out["new_kw_peer"] = paired_ns(("C(**kw)", ours), ("C(**kw)", peer))
+    obj_ours, obj_peer = Command(**kw), CCommand(**kw)
+    out["bytes_ours"], out["bytes_peer"] = paired_ns(("bytes(x)", dict(x=obj_ours)),
+                                                     ("bytes(x)", dict(x=obj_peer)))
+    out["merge"], _ = paired_ns(("{**kw}", dict(kw=kw)), ("pass", {}))
     return out
 
 
@@ -236,6 +242,9 @@ def main() -> int:
         c["unpack_peer"] >= 2 * c["unpack_ours"])
     row("bytes(Command(**kw))", c["pack_kw_ours"], c["pack_kw_peer"], "ns", ">= 2x ctypes",
         c["pack_kw_peer"] >= 2 * c["pack_kw_ours"])
+    row("  of which Command(**kw)", c["new_kw_ours"], c["new_kw_peer"], "ns", "", None)
+    row("  of which bytes(obj)", c["bytes_ours"], c["bytes_peer"], "ns", "", None)
+    row("  of which {**kw} (CPython's copy)", c["merge"], None, "ns", "", None)
     row("bytes(Command(op=1, ...))", c["pack_lit_ours"], c["pack_lit_peer"], "ns", ">= 2x ctypes",
         c["pack_lit_peer"] >= 2 * c["pack_lit_ours"])
     row("Telemetry frames -> numpy array", stream["stream"], None, "rec", ">= 10 M records/s",
