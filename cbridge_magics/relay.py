@@ -102,14 +102,12 @@ class _Client:
             return
         self.queue.append((True, frame))
         self.stream_bytes += len(frame)
-        self.flush()
 
     def missed(self, frames: int) -> None:
         """Stream frames the driver dropped for the relay itself: this client never had them."""
         self.stats.offered += frames
         self.stats.dropped += frames
         self.unreported += frames
-        self.flush()
 
     def _drop_oldest_stream(self) -> None:
         for i, (is_stream, frame) in enumerate(self.queue):
@@ -120,7 +118,7 @@ class _Client:
                 self.unreported += 1
                 return
 
-    def send_control(self, frame: bytes) -> None:
+    def send_control(self, frame: bytes, flush: bool = True) -> None:
         self.queue.append((False, frame))
         self.other_bytes += len(frame)
         if self.other_bytes > self.relay.hard_cap:
@@ -129,13 +127,15 @@ class _Client:
                         self.stats.id, self.other_bytes)
             self.handler.close(1008, "not reading")
             return
-        self.flush()
+        if flush:
+            self.flush()
 
     def flush(self) -> None:
-        """Write what is queued, a message at a time, until the socket takes no more: called
-        straight from the code that queued, so a reply goes out in the same loop turn as the
-        driver's frame came in. A message the socket cannot take at once is waited for before the
-        next one is built, so a slow client's backlog stays in our bounded queue."""
+        """Write what is queued, a message at a time, until the socket takes no more. Frames from
+        the driver are queued for every client first and flushed together (Relay.flush_clients),
+        so what came in together leaves in one message, in the same loop turn. A message the
+        socket cannot take at once is waited for before the next one is built, so a slow client's
+        backlog stays in our bounded queue."""
         while not self.writing and not self.closed and (self.queue or self.unreported):
             data, delivered = self._next_message()
             try:
@@ -146,8 +146,8 @@ class _Client:
                 self.writing = True
                 done.add_done_callback(lambda fut, n=delivered: self._written(fut, n))
                 return
-            if done.exception() is not None:
-                return
+            if done.cancelled() or done.exception() is not None:
+                return  # the connection is closing; on_close cleans up
             self.stats.delivered += delivered
 
     def _next_message(self) -> tuple[bytes, int]:
@@ -419,7 +419,8 @@ class Relay:
                 self.orphan_replies += 1
                 return
             client.stats.replies += 1
-            client.send_control(protocol.pack_frame(type_id, client_seq, payload, _REPLY))
+            client.send_control(protocol.pack_frame(type_id, client_seq, payload, _REPLY),
+                                flush=False)
         elif flags & _STREAM_HEADER:
             for client in self.clients.values():
                 client.offer_stream(type_id, payload)
@@ -432,6 +433,11 @@ class Relay:
                     client.missed(n)
             else:
                 log.warning("driver sent the relay ERROR %d: %s", code, text[:200])
+
+    def flush_clients(self) -> None:
+        """Send each client what the frames of one read from the driver queued for it."""
+        for client in list(self.clients.values()):
+            client.flush()
 
     def forward(self, client: _Client, type_id: int, seq: int, payload: bytes) -> None:
         """Send a client's request to the driver under a relay seq; refuse it loudly if we can't."""
@@ -522,6 +528,7 @@ class _DriverLink(asyncio.Protocol):
                 self.hello.set_result(payload)
                 continue
             self.relay._from_driver(type_id, flags, seq, payload)
+        self.relay.flush_clients()
 
     def _fail(self, reason: str) -> None:
         if not self.hello.done():

@@ -191,6 +191,21 @@ def test_stream_fans_out_to_every_client_with_its_own_seq(server):
     assert set(records[0]) & set(records[1]), "both clients get the same records"
 
 
+def test_frames_that_come_in_together_leave_in_one_message(server):
+    _b, relay = server
+    c = Raw(relay)
+    c.next()
+    # rate 0: the driver streams as fast as it can, so each read of the relay holds many frames
+    c.send(frame(256, 1, command(op=1, freq=5.0, amp=1.0, rate=0, batch=8)))
+    per_message = []
+    reader = FrameReader()
+    while sum(per_message) < 2000:
+        opcode, data = c.ws.recv_data()
+        per_message.append(sum(1 for f in reader.feed(data) if f[1] & 2))
+    c.send(frame(256, 2, command(op=2)))
+    assert max(per_message) > 10, f"frames per message: {per_message[:40]}"
+
+
 def test_a_stalled_client_loses_old_stream_frames_counted_exactly(driver):
     with connect(driver.url) as b:
         relay = b.serve(queue_bytes=1 << 20)
