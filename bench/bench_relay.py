@@ -3,7 +3,7 @@ process of its own, as it would be on another host:
 
 - request round trip notebook -> relay -> driver -> back, against a bare websocket-client echo round
   trip of the same bytes against a tornado echo server (the relay's server library) and against a
-  `websockets` echo server (the alternative we did not pick); target <= 1.5x the tornado echo.
+  `websockets` asyncio echo server (the alternative we did not pick); target <= 1.5x the tornado echo.
   One client process takes turns, block by block, between the echoes, the relay (a remote Bridge,
   and bare frames) and the driver's own socket, so a noisy machine skews them all alike. The last
   row is the floor the relay cannot beat: the echo plus the driver's own round trip.
@@ -120,15 +120,29 @@ def tornado_echo() -> tuple[str, callable]:
 
 
 def websockets_echo() -> tuple[str, callable]:
-    from websockets.sync.server import serve
+    """The websockets library's asyncio server, as a relay built on it would run."""
+    from websockets.asyncio.server import serve
 
-    def echo(ws):
-        for message in ws:
-            ws.send(message)
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
 
-    server = serve(echo, "127.0.0.1", 0, compression=None)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"ws://127.0.0.1:{server.socket.getsockname()[1]}/", server.shutdown
+    ready, box = threading.Event(), {}
+
+    async def start():
+        return await serve(echo, "127.0.0.1", 0, compression=None)
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(start())
+        box["port"], box["loop"] = server.sockets[0].getsockname()[1], loop
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait()
+    return f"ws://127.0.0.1:{box['port']}/", lambda: box["loop"].call_soon_threadsafe(box["loop"].stop)
 
 
 def main() -> None:
