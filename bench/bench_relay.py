@@ -5,8 +5,9 @@ process of its own, as it would be on another host:
   trip of the same bytes against a tornado echo server (the relay's server library) and against a
   `websockets` asyncio echo server (the alternative we did not pick); target <= 1.5x the tornado echo.
   One client process takes turns, block by block, between the echoes, the relay (a remote Bridge,
-  and bare frames) and the driver's own socket, so a noisy machine skews them all alike. The last
-  row is the floor the relay cannot beat: the echo plus the driver's own round trip.
+  and bare frames) and the driver's own socket, so a noisy machine skews them all alike. Two floors
+  close the table: the echo plus the driver's own round trip, and a minimal relay (below) that does
+  nothing but pass frames, which a remote Bridge then uses like the real one.
 - Telemetry streamed through the relay to one remote Bridge (batch 64); target >= 500,000 records/s.
 - the same with a second client that stalls (reads nothing): target >= 0.8x the rate alone.
 """
@@ -15,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import subprocess
 import sys
 import threading
 import time
 
 from common import ROOT, PlainClient, command_frame, median, running_driver, table
+
+from cbridge_magics import protocol
 
 BLOCKS, PER_BLOCK = 12, 250
 
@@ -40,18 +44,22 @@ def round_trips(urls: dict[str, str]) -> dict[str, float]:
     plain = PlainClient(urls["unix"])
     b = connect(urls["relay"], history=1000)
     cmd = b.types["Command"](op=0)
+    minimal = websocket.create_connection(urls["minimal"])
+    minimal.recv()  # HELLO
+    mb = connect(urls["minimal"], history=1000, reconnect=False)
 
     def ws_echo(ws):
         ws.send_binary(msg)
         ws.recv()
 
-    def ws_bare():
-        bare.send_binary(status)
-        bare.recv()
+    def ws_bare(ws):
+        ws.send_binary(status)
+        ws.recv()
 
     kinds = {"echo_t": lambda: ws_echo(echo_t), "echo_w": lambda: ws_echo(echo_w),
-             "bridge": lambda: b.request(cmd), "bare": ws_bare,
-             "unix": lambda: plain.round_trip(status)}
+             "bridge": lambda: b.request(cmd), "bare": lambda: ws_bare(bare),
+             "unix": lambda: plain.round_trip(status),
+             "minimal_bridge": lambda: mb.request(cmd), "minimal_bare": lambda: ws_bare(minimal)}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(BLOCKS):
         for kind, call in kinds.items():
@@ -61,8 +69,10 @@ def round_trips(urls: dict[str, str]) -> dict[str, float]:
                 call()
                 out.append(time.perf_counter() - t0)
     b.close()
+    mb.close()
     for ws in (echo_t, echo_w, bare):
         ws.close()
+    minimal.shutdown()  # the minimal relay knows no close handshake
     return {k: median(v) * 1e6 for k, v in times.items()}
 
 
@@ -145,6 +155,97 @@ def websockets_echo() -> tuple[str, callable]:
     return f"ws://127.0.0.1:{box['port']}/", lambda: box["loop"].call_soon_threadsafe(box["loop"].stop)
 
 
+class _MinimalRelay(asyncio.Protocol):
+    """The least a relay can do, as a floor to measure against (never a product): accept any
+    upgrade, unmask small client frames, pass requests to the driver and replies back. No auth,
+    queues, fan-out, keepalive or checks; one driver link shared by its clients."""
+
+    def __init__(self, driver: "_MinimalLink") -> None:
+        self.driver, self.buf, self.open = driver, b"", False
+
+    def connection_made(self, transport) -> None:
+        import socket
+
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: bytes) -> None:
+        n = len(data)
+        head = (bytes([0x82, n]) if n < 126 else struct.pack("!BBH", 0x82, 126, n) if n < 65536
+                else struct.pack("!BBQ", 0x82, 127, n))
+        self.transport.write(head + data)
+
+    def data_received(self, data: bytes) -> None:
+        import base64
+        import hashlib
+
+        self.buf += data
+        if not self.open:
+            if b"\r\n\r\n" not in self.buf:
+                return
+            head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+            key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key"))
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            self.open = True
+            self.send(self.driver.hello)
+        while len(self.buf) >= 6 and len(self.buf) >= 6 + (self.buf[1] & 0x7F):
+            n = self.buf[1] & 0x7F  # the floor's clients send frames under 126 bytes
+            mask, payload, self.buf = self.buf[2:6], self.buf[6:6 + n], self.buf[6 + n:]
+            key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
+            payload = (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+            type_id, _flags, seq, body = self.driver.reader.feed(payload)[0]
+            self.driver.forward(self, type_id, seq, body)
+
+
+class _MinimalLink(asyncio.Protocol):
+    def __init__(self) -> None:
+        from cbridge_magics._wire import FrameReader
+
+        self.reader, self.hello, self.pending, self.seq = FrameReader(), b"", {}, 0
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def forward(self, client: _MinimalRelay, type_id: int, seq: int, body: bytes) -> None:
+        self.seq += 1
+        self.pending[self.seq] = (client, seq)
+        self.transport.write(protocol.pack_frame(type_id, self.seq, body))
+
+    def data_received(self, data: bytes) -> None:
+        for type_id, flags, seq, body in self.reader.feed(data):
+            if not self.hello:
+                self.hello = protocol.pack_frame(type_id, 0, body)
+                self.ready.set_result(None)
+            elif flags & 1 and seq in self.pending:
+                client, client_seq = self.pending.pop(seq)
+                client.send(protocol.pack_frame(type_id, client_seq, body, 1))
+
+
+def minimal_relay(sock) -> str:
+    ready, box = threading.Event(), {}
+
+    async def start():
+        loop = asyncio.get_running_loop()
+        _, link = await loop.create_unix_connection(_MinimalLink, str(sock))
+        await link.ready
+        server = await loop.create_server(lambda: _MinimalRelay(link), "127.0.0.1", 0)
+        box["port"] = server.sockets[0].getsockname()[1]
+
+    def run():
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(start())
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait()
+    return f"ws://127.0.0.1:{box['port']}/"
+
+
 def main() -> None:
     from cbridge_magics import connect
 
@@ -153,7 +254,8 @@ def main() -> None:
     with running_driver() as sock:
         b = connect(f"unix://{sock}", history=1000)
         relay = b.serve()
-        urls = {"echo_t": t_url, "echo_w": w_url, "relay": relay.url, "unix": str(sock)}
+        urls = {"echo_t": t_url, "echo_w": w_url, "relay": relay.url, "unix": str(sock),
+                "minimal": minimal_relay(sock)}
         r = run_client("rtt", json.dumps(urls))
         t_stop()
         w_stop()
@@ -169,7 +271,9 @@ def main() -> None:
                      row("remote Bridge.request via relay -> driver", r["bridge"], "<= 1.5x"),
                      row("bare frames (websocket-client) via relay -> driver", r["bare"]),
                      row("the driver's own Unix round trip (plain Python)", r["unix"]),
-                     row("floor: tornado echo + the driver's round trip", echo + r["unix"])]))
+                     row("floor: tornado echo + the driver's round trip", echo + r["unix"]),
+                     row("floor: bare frames via a minimal relay", r["minimal_bare"]),
+                     row("floor: remote Bridge.request via a minimal relay", r["minimal_bridge"])]))
         Command = b.types["Command"]
         b.request(Command(op=1, waveform=0, frequency_hz=50.0, amplitude=1.0, rate_hz=0, batch=64))
         import websocket
