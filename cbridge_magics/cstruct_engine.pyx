@@ -192,6 +192,10 @@ cdef object _pack(object obj, PyObject *unused):  # __bytes__ and pack: METH_NOA
     return sb_bytes(obj)
 
 
+cdef object _repr_method(object obj, PyObject *unused):  # __repr__ in the class dict: METH_NOARGS
+    return _rt.struct_repr(obj)
+
+
 cdef object _unpack(object cls, object buf):  # Cls.unpack(buf): METH_O, bound to the class
     obj = cb_new(cls)
     cdef cb_obj_t *h = _head(obj)
@@ -207,6 +211,11 @@ _pack_def.ml_name = "__bytes__"
 _pack_def.ml_meth = <PyCFunction>_pack
 _pack_def.ml_flags = METH_NOARGS
 _pack_def.ml_doc = "The struct's bytes, padding zeroed (``obj.pack()`` is the same)."
+cdef PyMethodDef _repr_def
+_repr_def.ml_name = "__repr__"
+_repr_def.ml_meth = <PyCFunction>_repr_method
+_repr_def.ml_flags = METH_NOARGS
+_repr_def.ml_doc = "Cls(field=value, ...), nested structs and arrays included."
 cdef PyMethodDef _unpack_def
 _unpack_def.ml_name = "unpack"
 _unpack_def.ml_meth = <PyCFunction>_unpack
@@ -338,7 +347,10 @@ cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
     # No __bytes__: bytes(obj) then takes the buffer protocol, which is faster than a method call.
     # unpack is a builtin bound to the class: builtins do not bind again when looked up on a
     # class or an instance, so it needs no staticmethod (whose __get__ costs every call).
+    # __repr__ in the dict too, not only in the slot: IPython's display looks there, and shows
+    # <Frame at 0x...> for a class whose dict has none.
     ci.attrs.update({"pack": pack, "__hash__": None,
+                     "__repr__": PyDescr_NewMethod(<PyTypeObject*>cls, &_repr_def),
                      "unpack": PyCFunction_NewEx(&_unpack_def, cls, None)})
     _install(cls, ci.attrs)
     fields = {}

@@ -48,6 +48,14 @@ def test_cell_defines_classes_and_names(ip, capsys) -> None:
     assert "from the cache" in out
 
 
+def test_a_cell_shows_a_struct_by_its_fields(ip) -> None:
+    # What the notebook shows for a cell's value: IPython's formatter, not repr() alone.
+    f = ip.run_cell("Frame(t=1.5, h=Header(id=2))").result
+    shown = ip.display_formatter.format(f)[0]["text/plain"]
+    assert shown.startswith("Frame(h=Header(id=2, flags=0), mode=0, t=1.5, samples=")
+    assert ip.display_formatter.format(f.h)[0]["text/plain"] == "Header(id=2, flags=0)"
+
+
 def test_bad_cell_raises_and_earlier_definitions_keep_working(ip) -> None:
     before = ip.user_ns["Frame"]
     with pytest.raises(CStructError, match=r"<cstruct cell>:4:\d+: error: unknown type name"):
