@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import keyword
 import math
 import sys
 from collections.abc import Mapping
@@ -62,6 +64,14 @@ def _elem_dtype(kind: str, elem_size: int, signed: bool, nested: Any, where: str
     return dt
 
 
+def _signature(names: Sequence[str]) -> inspect.Signature:
+    """Keyword-only fields, each defaulting to None ("leave it zero"); names that are Python
+    keywords can still be given through **{...}."""
+    kind, default = inspect.Parameter.KEYWORD_ONLY, None
+    return inspect.Signature([inspect.Parameter(n, kind, default=default) for n in names
+                              if n.isidentifier() and not keyword.iskeyword(n)])
+
+
 def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
            members: Sequence[Mapping[str, Any]]) -> ClassInfo:
     """Turn the compiler's tables of one class into its class attributes and padding map."""
@@ -103,6 +113,8 @@ def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
         "unpack_from": staticmethod(functools.partial(unpack_from, cls)),
         "to_dict": to_dict,
         "__reduce__": reduce,
+        # Cls? and keyword completion in IPython read this: a C-level class has no signature
+        "__signature__": _signature(names),
     }
     # runs of bytes no field covers: padding, zeroed before bytes leave an object
     edges = np.flatnonzero(np.diff(np.concatenate(([1], covered.view(np.int8), [1]))))

@@ -119,6 +119,14 @@ def test_keywords_from_a_dict_build_what_the_fields_build(ns, name, kw) -> None:
         assert bytes(cls(**dict(reversed(list(kw.items()))))) == bytes(by_fields)
 
 
+def test_classes_have_a_signature_for_help_and_completion(ns) -> None:
+    import inspect
+
+    assert str(inspect.signature(ns.Frame)) == "(*, h=None, mode=None, t=None, samples=None)"
+    # 'from' is a Python keyword: not a parameter name, though Clashes(**{"from": 9}) works
+    assert str(inspect.signature(ns.Clashes)) == "(*, size=None, pack=None, dtype=None)"
+
+
 def test_keywords_from_a_dict_fail_like_literal_ones(ns) -> None:
     from cbridge_magics.cstruct_engine import StructType
 
