@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -194,6 +195,24 @@ class _ThreadLog(logging.Handler):
         return lines
 
 
+class _Names(Mapping):
+    """The names a %cbridge send expression sees: the notebook's, then the driver's types."""
+
+    def __init__(self, user_ns: Mapping[str, Any], types: Mapping[str, type]) -> None:
+        self.user_ns, self.types = user_ns, types
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.user_ns:
+            return self.user_ns[name]
+        return self.types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.types, **self.user_ns})
+
+    def __len__(self) -> int:
+        return len({**self.types, **self.user_ns})
+
+
 @magics_class
 class CBridgeMagics(Magics):
     """``%cbridge``: connect to a driver, send commands, plot its stream, serve it to others.
@@ -340,11 +359,14 @@ class CBridgeMagics(Magics):
     def _send(self, no_reply: bool, timeout: float, expr: str) -> Any:
         b = self._need_bridge()
         try:
-            obj = eval(expr, self.shell.user_ns)  # noqa: S307 - the user's own expression
+            # the notebook's names first, then the driver's types (schema-built when no %%cstruct
+            # declared them), so Command(op=0) works right after connecting
+            obj = eval(expr, self.shell.user_ns, _Names(self.shell.user_ns, b.types))  # noqa: S307
         except Exception as e:
-            raise UsageError(f"cannot evaluate {expr!r}: {type(e).__name__}: {e}") from None
+            hint = f" (the driver's types: {', '.join(b.types)})" if isinstance(e, NameError) else ""
+            raise UsageError(f"cannot evaluate {expr!r}: {type(e).__name__}: {e}{hint}") from None
         if not hasattr(type(obj), "__layout__"):
-            raise UsageError(f"{expr} is a {type(obj).__name__}, not a struct instance")
+            raise UsageError(f"{expr} is of type {type(obj).__name__}, not a struct instance")
         if no_reply:
             seq = b.send(obj)
             print(f"sent {type(obj).__name__} (seq {seq})")

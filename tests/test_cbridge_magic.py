@@ -60,7 +60,7 @@ def test_usage_errors(ip, line, words):
     [
         ("send 1+1", "not a struct instance"),
         ("send Command(", "cannot evaluate"),
-        ("send NoSuchName(op=1)", "NameError"),
+        ("send NoSuchName(op=1)", "NameError.*the driver's types: Command, Status, Telemetry"),
         ("plot Nope.x", "no type 'Nope'"),
         ("plot Telemetry.nope", "no field 'nope'"),
         ("plot Telemetry", "not TYPE.FIELD"),
@@ -75,6 +75,19 @@ def test_usage_errors(ip, line, words):
 def test_usage_errors_when_connected(connected, line, words):
     with pytest.raises(UsageError, match=words):
         connected.run_line_magic("cbridge", line)
+
+
+def test_send_finds_the_drivers_types_without_a_cstruct(connected):
+    saved = connected.user_ns.pop("Command")  # as if no %cstruct had declared it
+    try:
+        reply = connected.run_line_magic("cbridge", "send Command(op=0)")
+        assert type(reply).__name__ == "Status" and reply.code == 0
+        # the notebook's own names come first
+        connected.user_ns["Command"] = lambda **kw: 1 + 1
+        with pytest.raises(UsageError, match="is of type int, not a struct instance"):
+            connected.run_line_magic("cbridge", "send Command(op=0)")
+    finally:
+        connected.user_ns["Command"] = saved
 
 
 def test_connect_send_status_plot_disconnect(connected, capsys):
