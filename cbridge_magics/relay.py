@@ -146,9 +146,8 @@ class _Client:
                 self.writing = True
                 done.add_done_callback(lambda fut, n=delivered: self._written(fut, n))
                 return
-            if done.cancelled() or done.exception() is not None:
-                return  # the connection is closing; on_close cleans up
-            self.stats.delivered += delivered
+            if not self._count_written(done, delivered):
+                return
 
     def _next_message(self) -> tuple[bytes, int]:
         """Whole frames from the queue, as many as fit in one message (at least one): far fewer
@@ -186,10 +185,16 @@ class _Client:
 
     def _written(self, fut: "asyncio.Future[None]", delivered: int) -> None:
         self.writing = False
+        if self._count_written(fut, delivered):
+            self.flush()
+
+    def _count_written(self, fut: "asyncio.Future[None]", delivered: int) -> bool:
+        """Count a finished write's stream frames; False if it failed because the connection is
+        closing (on_close cleans up)."""
         if fut.cancelled() or fut.exception() is not None:
-            return  # the connection is closing; on_close cleans up
+            return False
         self.stats.delivered += delivered
-        self.flush()
+        return True
 
 
 class Relay:
