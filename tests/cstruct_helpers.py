@@ -60,34 +60,36 @@ def c_bytes(value: bytes) -> str:
     return '"' + "".join(f"\\x{b:02x}" for b in value) + '"'
 
 
+def _leaves(path: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """(lvalue, scalar or bytes) for every leaf of ``value``: dicts are structs, lists arrays."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _leaves(f"{path}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(f"{path}[{i}]", v)
+    else:
+        yield path, value
+
+
 def c_assignments(path: str, value: Any) -> Iterator[str]:
     """C statements that store ``value`` (dicts for structs, lists for arrays, bytes for char
     arrays) at the lvalue ``path``."""
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from c_assignments(f"{path}.{k}", v)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from c_assignments(f"{path}[{i}]", v)
-    elif isinstance(value, bytes):
-        yield f"memcpy(&({path}), {c_bytes(value)}, {len(value)});"
-    else:
-        yield f"{path} = {c_literal(value)};"
+    for p, v in _leaves(path, value):
+        if isinstance(v, bytes):
+            yield f"memcpy(&({p}), {c_bytes(v)}, {len(v)});"
+        else:
+            yield f"{p} = {c_literal(v)};"
 
 
 def c_checks(path: str, value: Any) -> Iterator[str]:
     """C conditions that hold when the lvalue ``path`` holds ``value``."""
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from c_checks(f"{path}.{k}", v)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from c_checks(f"{path}[{i}]", v)
-    elif isinstance(value, bytes):
-        yield (f"memcmp(&({path}), {c_bytes(value)}, {len(value)}) == 0 && "
-               f"zero_tail((const char *)&({path}) + {len(value)}, sizeof({path}) - {len(value)})")
-    else:
-        yield f"{path} == {c_literal(value)}"
+    for p, v in _leaves(path, value):
+        if isinstance(v, bytes):
+            yield (f"memcmp(&({p}), {c_bytes(v)}, {len(v)}) == 0 && "
+                   f"zero_tail((const char *)&({p}) + {len(v)}, sizeof({p}) - {len(v)})")
+        else:
+            yield f"{p} == {c_literal(v)}"
 
 
 def matches(actual: Any, expected: Any) -> bool:
