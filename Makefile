@@ -17,7 +17,15 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV) || { \
 	  apt-get update && apt-get install -y python3-venv python3-dev && $(PYTHON) -m venv $(VENV); }
 
-$(STAMP): $(VPY) pyproject.toml setup.py $(wildcard cython_wrapper/*.py cython_wrapper/*.pyx cython_wrapper/*.pxd c_driver/include/*.h)
+# Everything that goes into the compiled modules: the Cython sources and headers, libcbridge's
+# framing, and the code generator that writes the demo's classes.
+BUILD_INPUTS := pyproject.toml setup.py \
+  $(wildcard cython_wrapper/*.py cython_wrapper/*.pyx cython_wrapper/*.pxd) \
+  $(wildcard c_driver/include/*.h) c_driver/src/frame.c c_driver/src/cb_internal.h \
+  $(wildcard cbridge_magics/cstruct/*.py cbridge_magics/cstruct/*.pyx \
+             cbridge_magics/cstruct/*.pxd cbridge_magics/cstruct/*.h)
+
+$(STAMP): $(VPY) $(BUILD_INPUTS)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e '.[test]'
 	$(VPY) -m cbridge_magics install-kernel --sys-prefix
@@ -51,4 +59,5 @@ bench: setup
 
 clean:
 	$(MAKE) -C c_driver clean
-	rm -rf build out cbridge_magics/*.so cbridge_magics/*.c cython_wrapper/*.c cython_wrapper/_demo_messages.pyx
+	rm -rf build out $(STAMP) cython_wrapper/*.c cython_wrapper/_demo_messages.pyx
+	find cbridge_magics \( -name '*.so' -o -name '*.c' \) -delete

@@ -99,7 +99,7 @@ def build_figures(repeat: int) -> dict[str, float]:
             env = {**os.environ, "CBRIDGE_CACHE_DIR": f"{tmp}/cbridge", "XDG_CACHE_HOME": tmp,
                    "IPYTHONDIR": f"{tmp}/ipython", "PYTHONPATH": str(ROOT)}
             # the engine is part of the package build; a source tree builds it into the cache once
-            subprocess.run([sys.executable, "-c", "from cbridge_magics import cstruct_build; "
+            subprocess.run([sys.executable, "-c", "from cbridge_magics.cstruct import build as cstruct_build; "
                             "cstruct_build.ensure_engine()"], env=env, cwd=ROOT, check=True)
             peer = nonce = f"# run {i} {os.getpid()}\n" + PEER_CELL
             runs = [
@@ -176,7 +176,7 @@ def call_figures(ns) -> dict[str, float]:
 def stream_figures(ns, frames: int = 4000) -> dict[str, float]:
     """Records/s decoding a stream of Telemetry frames (16-byte header + 64 records) with
     ``_wire.decode_records``."""
-    from cbridge_magics._wire import decode_records
+    from cbridge_magics.wire._wire import decode_records
 
     Telemetry = ns["Telemetry"]
     payload = np.zeros(64, Telemetry.dtype)

@@ -24,7 +24,8 @@ import time
 
 from common import ROOT, PlainClient, command_frame, median, running_driver, table
 
-from cbridge_magics import protocol
+from cbridge_magics.wire import codes, frames, layout
+from cbridge_magics.wire.hello import parse_hello
 
 BLOCKS, PER_BLOCK = 12, 250
 
@@ -202,7 +203,7 @@ class _MinimalRelay(asyncio.Protocol):
 
 class _MinimalLink(asyncio.Protocol):
     def __init__(self) -> None:
-        from cbridge_magics._wire import FrameReader
+        from cbridge_magics.wire._wire import FrameReader
 
         self.reader, self.hello, self.pending, self.seq = FrameReader(), b"", {}, 0
         self.ready = asyncio.get_running_loop().create_future()
@@ -213,16 +214,16 @@ class _MinimalLink(asyncio.Protocol):
     def forward(self, client: _MinimalRelay, type_id: int, seq: int, body: bytes) -> None:
         self.seq += 1
         self.pending[self.seq] = (client, seq)
-        self.transport.write(protocol.pack_frame(type_id, self.seq, body))
+        self.transport.write(frames.pack_frame(type_id, self.seq, body))
 
     def data_received(self, data: bytes) -> None:
         for type_id, flags, seq, body in self.reader.feed(data):
             if not self.hello:
-                self.hello = protocol.pack_frame(type_id, 0, body)
+                self.hello = frames.pack_frame(type_id, 0, body)
                 self.ready.set_result(None)
             elif flags & 1 and seq in self.pending:
                 client, client_seq = self.pending.pop(seq)
-                client.send(protocol.pack_frame(type_id, client_seq, body, 1))
+                client.send(frames.pack_frame(type_id, client_seq, body, 1))
 
 
 def minimal_relay(sock) -> str:

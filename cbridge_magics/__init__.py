@@ -4,13 +4,21 @@
 
 or, from plain Python:
 
-    from cbridge_magics import connect
+    from cbridge_magics import connect, cstruct
     b = connect("unix:///tmp/cbridge-demo.sock")
+
+The package's rooms: ``wire`` (the protocol: codes, frames, HELLO, layouts, transports, the
+compiled codec), ``cstruct`` (C declarations -> compiled classes), ``bridge`` and ``history`` (one
+link to a driver and the ring its streams fill), ``relay`` (remote notebooks over a WebSocket),
+``live`` (plots), ``magics`` (the IPython front), ``__main__`` (the command line). Importing this
+package is cheap: the Bridge, numpy and the compiler tools load when first used.
 """
 
 from __future__ import annotations
 
-from .bridge import Bridge, State, connect
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CBridgeError,
     CStructError,
@@ -21,9 +29,30 @@ from .errors import (
     RequestTimeout,
 )
 
+if TYPE_CHECKING:
+    from . import cstruct
+    from .bridge import Bridge, State, connect
+
 __version__ = "0.1.0"
 
+# name -> module that defines it, imported on first use (PEP 562)
+_LAZY = {"Bridge": "bridge", "State": "bridge", "connect": "bridge", "cstruct": "cstruct"}
+
 _magics = None  # the CBridgeMagics instance of the loaded extension
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if name == module else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def load_ipython_extension(ip) -> None:  # type: ignore[no-untyped-def]
@@ -45,10 +74,12 @@ def unload_ipython_extension(ip) -> None:  # type: ignore[no-untyped-def]
         _magics.unload()
         _magics = None
 
+
 __all__ = [
     "Bridge",
     "State",
     "connect",
+    "cstruct",
     "CBridgeError",
     "CStructError",
     "DriverError",

@@ -21,13 +21,10 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from . import protocol
-from ._wire import FrameReader
 from .errors import (
     CBridgeError,
     DriverError,
@@ -36,48 +33,23 @@ from .errors import (
     ProtocolError,
     RequestTimeout,
 )
-from .protocol import ControlType, ErrorCode, Flag, Schema, TypeInfo
-from .records import record_class
-from .transports import Transport, transport_for
+from .history import History
+from .switch_interval import hold_switch_interval, release_switch_interval
+from .typemap import Subscriber, TypeEntry, TypeMap
+from .wire._wire import FrameReader
+from .wire.codes import DEFAULT_MAX_PAYLOAD, MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
+from .wire.frames import pack_frame, parse_dropped, parse_error
+from .wire.hello import Schema, parse_hello
+from .wire.layout import LayoutReport
+from .wire.transports import Transport, transport_for
 
 log = logging.getLogger(__name__)
-
-Subscriber = Callable[[np.ndarray], Any]
 
 _REPLY = int(Flag.REPLY)
 _HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
 _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
-
-SWITCH_INTERVAL: float | None = 0.0005
-"""While any Bridge is connected, the interpreter's switch interval is at most this many seconds
-(Python's default is 0.005). A reply needs the GIL on the reader thread and then on the waiting
-thread; while a CPU-bound cell holds the GIL, each hand-over waits up to one interval. Set this
-to None before connecting to leave the interval alone; it is restored when the last Bridge closes."""
-
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
-
-
-def _hold_switch_interval() -> None:
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-            if SWITCH_INTERVAL is not None and SWITCH_INTERVAL < _switch_saved:
-                sys.setswitchinterval(SWITCH_INTERVAL)
-        _switch_users += 1
-
-
-def _release_switch_interval() -> None:
-    global _switch_users
-    with _switch_lock:
-        _switch_users -= 1
-        if _switch_users == 0:
-            sys.setswitchinterval(_switch_saved)
-
 
 class State(str, enum.Enum):
     CONNECTING = "connecting"
@@ -105,84 +77,6 @@ class _Pending:
     def fail(self, error: BaseException) -> None:
         self.error = error
         self.lock.release()
-
-
-class History:
-    """The latest ``capacity`` records of one type, in arrival order (a ring of numpy records)."""
-
-    def __init__(self, dtype: np.dtype, capacity: int) -> None:
-        self.dtype = dtype
-        self.capacity = capacity
-        self.total = 0  # records ever appended
-        self._buf: np.ndarray | None = None  # allocated on first use: most types never stream
-        self._next = 0
-        self._count = 0
-        # The reader thread appends while user threads copy out; the lock keeps a copy whole.
-        self._lock = threading.Lock()
-
-    def append(self, records: np.ndarray) -> None:
-        cap = self.capacity
-        if cap == 0:
-            self.total += len(records)
-            return
-        with self._lock:
-            if self._buf is None:
-                self._buf = np.zeros(cap, self.dtype)
-            n = len(records)
-            self.total += n
-            if n >= cap:
-                self._buf[:] = records[n - cap:]
-                self._next, self._count = 0, cap
-                return
-            end = self._next + n
-            if end <= cap:
-                self._buf[self._next:end] = records
-            else:
-                first = cap - self._next
-                self._buf[self._next:] = records[:first]
-                self._buf[:n - first] = records[first:]
-            self._next = end % cap
-            self._count = min(self._count + n, cap)
-
-    def latest(self, n: int | None = None) -> np.ndarray:
-        """A copy of the last ``n`` records (all kept, if None), oldest first."""
-        with self._lock:
-            count = self._count if n is None else max(0, min(n, self._count))
-            if self._buf is None or count == 0:
-                return np.zeros(0, self.dtype)
-            start = (self._next - count) % self.capacity
-            if start + count <= self.capacity:
-                return self._buf[start:start + count].copy()
-            return np.concatenate((self._buf[start:], self._buf[:self._next]))
-
-    def __len__(self) -> int:
-        return self._count
-
-
-@dataclass
-class TypeStats:
-    frames: int = 0
-    records: int = 0
-    bad_frames: int = 0
-
-
-@dataclass
-class _TypeEntry:
-    """What the reader needs to handle one type id of the current schema."""
-
-    info: TypeInfo
-    cls: type
-    dtype: np.dtype
-    history: History
-    stats: TypeStats
-    subscribers: list[Subscriber] = field(default_factory=list)
-
-
-def _layout_of(cls: type) -> Mapping[str, Any]:
-    layout = getattr(cls, "__layout__", None)
-    if not isinstance(layout, Mapping) or "name" not in layout:
-        raise TypeError(f"{cls.__name__} is not a struct class (it has no __layout__)")
-    return layout
 
 
 class Bridge:
@@ -216,12 +110,7 @@ class Bridge:
         self.refused_sends = 0  # ERROR replies to send() calls, which have no one waiting
         self.last_error: str | None = None
         values = types.values() if isinstance(types, Mapping) else types
-        self._classes: dict[str, type] = {_layout_of(c)["name"]: c for c in values}
-        self._entries: dict[int, _TypeEntry] = {}
-        self._histories: dict[str, History] = {}
-        self._stats: dict[str, TypeStats] = {}
-        self._subscribers: dict[str, list[Subscriber]] = {}
-        self._checked: dict[type, int] = {}  # class -> type id, for the current schema
+        self._types = TypeMap(values, history)
         self._pending: dict[int, _Pending] = {}
         self._seq = itertools.count(1)
         self._send_lock = threading.Lock()
@@ -240,45 +129,26 @@ class Bridge:
         transport = transport_for(self.url, token=self.token)
         transport.open(self.connect_timeout)
         try:
-            reader = FrameReader(protocol.DEFAULT_MAX_PAYLOAD)
+            reader = FrameReader(DEFAULT_MAX_PAYLOAD)
             try:
                 frames = transport.read(reader, timeout=self.connect_timeout)
             except TimeoutError:
                 raise DriverUnavailable(f"{self.name} sent no HELLO within {self.connect_timeout} s") from None
             type_id, _flags, _seq, payload = frames[0]
             if type_id == _ERROR:
-                code, message = protocol.parse_error(payload)
+                code, message = parse_error(payload)
                 raise DriverUnavailable(f"{self.name} refused the connection: {DriverError(code, message)}")
             if type_id != _HELLO:
                 raise ProtocolError(f"{self.name} sent type {type_id} before its HELLO")
-            schema = protocol.parse_hello(payload)
-            by_name = schema.by_name
-            for name, cls in self._classes.items():
-                if name in by_name:
-                    protocol.check_layout(_layout_of(cls), by_name[name].layout)
+            schema = parse_hello(payload)
+            self._types.check(schema)
             return transport, reader, schema, frames[1:]
         except BaseException:
             transport.close()
             raise
 
     def _install(self, schema: Schema) -> None:
-        """Build the reader's type table for a (new) schema; keep histories whose dtype still fits."""
-        entries: dict[int, _TypeEntry] = {}
-        for info in schema.types:
-            cls = self._classes.get(info.name) or record_class(info.layout)
-            dtype = getattr(cls, "dtype", None)
-            if not isinstance(dtype, np.dtype) or dtype.itemsize != info.size:
-                dtype = record_class(info.layout).dtype
-            hist = self._histories.get(info.name)
-            if hist is None or hist.dtype != dtype:
-                if hist is not None:
-                    log.warning("%s: layout changed on reconnect; its history starts again", info.name)
-                hist = self._histories[info.name] = History(dtype, self.history_size)
-            stats = self._stats.setdefault(info.name, TypeStats())
-            subs = self._subscribers.setdefault(info.name, [])
-            entries[info.id] = _TypeEntry(info, cls, dtype, hist, stats, subs)
-        self._entries = entries
-        self._checked = {}
+        self._types.install(schema)
         self.schema = schema
 
     def _start(self) -> None:
@@ -288,7 +158,7 @@ class Bridge:
         self._stream_seq = None
         self.state = State.CONNECTED
         _live.add(self)
-        _hold_switch_interval()
+        hold_switch_interval()
         # A fresh Context: the thread must not carry the contextvars of the cell that started it.
         self._thread = threading.Thread(
             target=contextvars.Context().run,
@@ -319,7 +189,7 @@ class Bridge:
         self._fail_pending(DriverUnavailable(f"{self.name}: the bridge is closed"))
         if self in _live:
             _live.discard(self)
-            _release_switch_interval()
+            release_switch_interval()
 
     def __enter__(self) -> "Bridge":
         return self
@@ -392,7 +262,7 @@ class Bridge:
         return None  # unreachable; keeps type checkers content
 
     def _dispatch(self, frames: list) -> None:
-        entries = self._entries
+        entries = self._types.entries
         for type_id, flags, seq, payload in frames:
             if flags & _REPLY:
                 pending = self._pending.pop(seq, None)
@@ -400,7 +270,7 @@ class Bridge:
                     pending.resolve(type_id, payload)
                 elif type_id == _ERROR:
                     self.refused_sends += 1
-                    code, message = protocol.parse_error(payload)
+                    code, message = parse_error(payload)
                     self._note_error(f"driver refused request seq {seq}: {DriverError(code, message)}")
                 continue
             entry = entries.get(type_id)
@@ -411,7 +281,7 @@ class Bridge:
             else:
                 self._note_error(f"frame of unknown type {type_id} (flags {flags}) ignored")
 
-    def _on_stream(self, entry: _TypeEntry, seq: int, payload: bytes) -> None:
+    def _on_stream(self, entry: TypeEntry, seq: int, payload: bytes) -> None:
         expected = self._stream_seq
         if expected is not None and seq != expected:
             self.stream_gaps += (seq - expected) & 0xFFFFFFFF
@@ -434,9 +304,9 @@ class Bridge:
                 log.exception("subscriber %r of %s failed", callback, entry.info.name)
 
     def _on_error(self, payload: bytes) -> None:
-        code, message = protocol.parse_error(payload)
+        code, message = parse_error(payload)
         if code == ErrorCode.OVERLOADED:
-            self.dropped_frames += protocol.parse_dropped(message)
+            self.dropped_frames += parse_dropped(message)
             # A slow reader gets a notice per burst: say so once in a while, with the total.
             now = time.monotonic()
             if now - self._overload_logged < _OVERLOAD_LOG_EVERY:
@@ -459,22 +329,6 @@ class Bridge:
 
     # --- requests --------------------------------------------------------------------------
 
-    def _type_id(self, obj: Any) -> int:
-        cls = type(obj)
-        tid = self._checked.get(cls)
-        if tid is not None:
-            return tid
-        layout = _layout_of(cls)
-        if self.schema is None:
-            raise DriverUnavailable(f"{self.name}: not connected")
-        info = self.schema.by_name.get(layout["name"])
-        if info is None:
-            raise LayoutMismatch(f"the driver has no type {layout['name']!r} "
-                                 f"(it has {', '.join(self.schema.by_name) or 'none'})")
-        protocol.check_layout(layout, info.layout)
-        self._checked[cls] = info.id
-        return info.id
-
     def _post(self, type_id: int, payload: bytes, pending: _Pending | None) -> int:
         """Send one frame; with ``pending``, register it under the frame's seq first."""
         with self._send_lock:
@@ -484,7 +338,7 @@ class Bridge:
             if pending is not None:
                 self._pending[seq] = pending
             try:
-                self._transport.send(protocol.pack_frame(type_id, seq, payload))
+                self._transport.send(pack_frame(type_id, seq, payload))
             except CBridgeError:
                 self._pending.pop(seq, None)
                 raise
@@ -515,12 +369,12 @@ class Bridge:
         when there is no link (at once, not after the timeout), LayoutMismatch before sending a
         type whose layout differs from the driver's.
         """
-        type_id, payload = self._call(self._type_id(obj), bytes(obj), timeout)
-        return self._decode(type_id, payload)
+        type_id, payload = self._call(self._types.type_id(obj, self.name), bytes(obj), timeout)
+        return self._types.decode(type_id, payload)
 
     def send(self, obj: Any) -> int:
         """Send a struct instance without waiting; returns its seq. An ERROR reply is logged."""
-        return self._post(self._type_id(obj), bytes(obj), None)
+        return self._post(self._types.type_id(obj, self.name), bytes(obj), None)
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Any:
         """Serve this driver to remote notebooks over a WebSocket; returns the running Relay.
@@ -544,54 +398,42 @@ class Bridge:
 
     def ping(self, payload: bytes = b"", timeout: float = 1.0) -> float:
         """Round-trip a PING; returns the seconds it took."""
-        if len(payload) > protocol.MAX_PING_PAYLOAD:
-            raise ValueError(f"a PING carries at most {protocol.MAX_PING_PAYLOAD} bytes")
+        if len(payload) > MAX_PING_PAYLOAD:
+            raise ValueError(f"a PING carries at most {MAX_PING_PAYLOAD} bytes")
         t0 = time.perf_counter()
         type_id, echoed = self._call(_PING, payload, timeout)
         if type_id == _ERROR:
-            raise DriverError(*protocol.parse_error(echoed))
+            raise DriverError(*parse_error(echoed))
         if type_id != _PING or echoed != payload:
             raise ProtocolError(f"PING answered with type {type_id} and {len(echoed)} bytes")
         return time.perf_counter() - t0
-
-    def _decode(self, type_id: int, payload: bytes) -> Any:
-        if type_id == _ERROR:
-            raise DriverError(*protocol.parse_error(payload))
-        entry = self._entries.get(type_id)
-        if entry is None:
-            raise ProtocolError(f"reply of unknown type {type_id}")
-        size = entry.info.size
-        if not payload or len(payload) % size:
-            raise ProtocolError(f"{entry.info.name} reply of {len(payload)} bytes is not whole records")
-        cls = entry.cls
-        if len(payload) == size:
-            return cls.unpack(payload)
-        return [cls.unpack(payload[i:i + size]) for i in range(0, len(payload), size)]
 
     # --- types, streams, history -----------------------------------------------------------
 
     @property
     def types(self) -> dict[str, type]:
         """The class used for each of the driver's types: yours if registered, else schema-built."""
-        return {e.info.name: e.cls for e in self._entries.values()}
+        return {e.info.name: e.cls for e in self._types.entries.values()}
 
     def register(self, *classes: type) -> None:
-        """Use these compiled struct classes for their types; raises LayoutMismatch if one differs."""
-        for cls in classes:
-            layout = _layout_of(cls)
-            if self.schema is not None and layout["name"] in self.schema.by_name:
-                protocol.check_layout(layout, self.schema.by_name[layout["name"]].layout)
-            self._classes[layout["name"]] = cls
-        if self.schema is not None:
-            with self._send_lock:
-                self._install(self.schema)
+        """Use these compiled struct classes for their types; raises LayoutMismatch if one differs
+        from the driver's schema (and then registers none of them)."""
+        with self._send_lock:
+            self._types.register(classes)
 
-    def _entry(self, type_name: str) -> _TypeEntry:
-        for entry in self._entries.values():
-            if entry.info.name == type_name:
-                return entry
-        known = ", ".join(e.info.name for e in self._entries.values()) or "none"
-        raise KeyError(f"the driver has no type {type_name!r} (it has {known})")
+    def match(self, classes: Iterable[type] | None = None) -> LayoutReport:
+        """How ``classes`` (default: the ones in use) match the driver's types, type by type:
+        ``matches``, ``mismatch`` (with every difference) or ``schema-built``. Raises nothing.
+
+            report = b.match(cstruct.registry.values()); b.register(*report.matching); print(report)
+        """
+        if self.schema is None:
+            raise DriverUnavailable(f"{self.name}: no driver schema yet")
+        return self._types.report(self.schema, classes)
+
+    def history_of(self, type_name: str) -> History:
+        """The live ring of one type (``total`` counts every record ever received)."""
+        return self._types.entry(type_name).history
 
     def subscribe(self, type_name: str, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(records)`` on the reader thread for every frame of that type.
@@ -599,8 +441,8 @@ class Bridge:
         ``records`` is a read-only numpy structured array of the frame's records. Exceptions are
         logged, never fatal. Returns a function that unsubscribes.
         """
-        self._entry(type_name)
-        subs = self._subscribers.setdefault(type_name, [])
+        self._types.entry(type_name)
+        subs = self._types.subscribers.setdefault(type_name, [])
         subs.append(callback)
 
         def unsubscribe() -> None:
@@ -611,7 +453,7 @@ class Bridge:
 
     def history(self, type_name: str, n: int | None = None) -> np.ndarray:
         """The latest records of a type (at most the bridge's ``history`` size), oldest first."""
-        return self._entry(type_name).history.latest(n)
+        return self.history_of(type_name).latest(n)
 
     def stats(self) -> dict[str, Any]:
         """Counters for status displays: per type frames/records, drops, gaps, reconnects."""
@@ -619,7 +461,7 @@ class Bridge:
             "state": self.state.value,
             "url": self.name,
             "driver": self.schema.driver if self.schema else None,
-            "types": {name: vars(s).copy() for name, s in self._stats.items()},
+            "types": {name: vars(s).copy() for name, s in self._types.stats.items()},
             "dropped_frames": self.dropped_frames,
             "stream_gaps": self.stream_gaps,
             "refused_sends": self.refused_sends,

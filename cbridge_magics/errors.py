@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .wire.codes import error_name
+
 
 class CBridgeError(Exception):
     """Base of every error cbridge raises on purpose (bugs raise whatever they raise)."""
@@ -14,19 +16,13 @@ class ProtocolError(CBridgeError):
 class DriverError(CBridgeError):
     """The driver answered a request with an ERROR frame.
 
-    ``code`` is the protocol error code (see ``protocol.ErrorCode``), ``message`` the driver's text.
+    ``code`` is the protocol error code (see ``wire.ErrorCode``), ``message`` the driver's text.
     """
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
         self.message = message
-        try:
-            from .protocol import ErrorCode
-
-            name = ErrorCode(code).name
-        except ValueError:
-            name = "UNKNOWN"
-        super().__init__(f"driver error {code} {name}: {message}")
+        super().__init__(f"driver error {code} {error_name(code)}: {message}")
 
 
 class DriverUnavailable(CBridgeError):

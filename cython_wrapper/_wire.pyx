@@ -1,6 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The frame codec: turn a byte stream into protocol frames, fast.
 
+Every header is judged by libcbridge's own ``cb_frame_parse`` (c_driver/src/frame.c, compiled into
+this module): the parser the driver uses, fuzzed and run under ASan, is the one Python uses too.
+
 A FrameReader owns one receive buffer big enough for the largest frame (16 + max_payload bytes).
 ``recv_fd(fd)`` reads from a blocking socket without holding the GIL, then ``frames()`` returns every
 complete frame as ``(type_id, flags, seq, payload)`` tuples and keeps an incomplete tail for the next
@@ -12,26 +15,26 @@ read. ``feed(data)`` does both for bytes that arrived some other way (a WebSocke
 """
 
 from libc.errno cimport errno, EINTR
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport uint8_t, uint32_t, UINT32_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memmove
 from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from cbridge cimport (cb_header, cb_frame_parse, CB_HEADER_SIZE, CB_PARSE_FRAME,
+                      CB_PARSE_NEED_MORE, CB_E_BAD_MAGIC, CB_E_BAD_VERSION, CB_E_TOO_LARGE)
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t recv(int fd, void *buf, size_t n, int flags)
 
 cdef enum:
-    HEADER_SIZE = 16
     # The read size is a compromise: big enough that a stream of 18 KiB frames costs few syscalls,
     # small enough that the tail memmove after each batch stays cheap.
     READ_CHUNK = 262144
-cdef uint16_t MAGIC = 0x4243
-cdef uint8_t VERSION = 1
 
-# Error codes of the protocol, repeated here so the codec can say which rule a header broke.
-BAD_MAGIC = 1
-BAD_VERSION = 2
-TOO_LARGE = 3
+# The error codes a broken header gets (FrameError.code), from cbridge.h.
+BAD_MAGIC = CB_E_BAD_MAGIC
+BAD_VERSION = CB_E_BAD_VERSION
+TOO_LARGE = CB_E_TOO_LARGE
 
 
 class FrameError(Exception):
@@ -43,8 +46,15 @@ class FrameError(Exception):
         self.seq = seq
 
 
-cdef inline uint32_t _u32(const uint8_t *p) noexcept nogil:
-    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+cdef object _frame_error(int code, const cb_header *h, uint32_t max_payload, Py_ssize_t at):
+    where = f" at byte {at}" if at >= 0 else ""
+    if code == CB_E_BAD_MAGIC:
+        text = f"bad magic 0x{h.magic:04x}{where} (expected 0x4243)"
+    elif code == CB_E_BAD_VERSION:
+        text = f"unsupported protocol version {h.version}{where}"
+    else:
+        text = f"payload of {h.length} bytes{where} exceeds the maximum {max_payload}"
+    return FrameError(code, h.seq, text)
 
 
 cdef class FrameReader:
@@ -55,7 +65,7 @@ cdef class FrameReader:
 
     def __cinit__(self, uint32_t max_payload=1048576):
         self.max_payload = max_payload
-        self.cap = HEADER_SIZE + <Py_ssize_t>max_payload + READ_CHUNK
+        self.cap = CB_HEADER_SIZE + <Py_ssize_t>max_payload + READ_CHUNK
         self.buf = <uint8_t *>malloc(self.cap)
         if self.buf == NULL:
             raise MemoryError()
@@ -115,25 +125,19 @@ cdef class FrameReader:
         """Every complete frame buffered, as (type_id, flags, seq, payload) tuples; payload is bytes."""
         cdef list out = []
         cdef const uint8_t *p
-        cdef uint32_t length, type_id, seq
-        cdef uint16_t magic
-        while self.end - self.start >= HEADER_SIZE:
+        cdef cb_header h
+        cdef size_t flen
+        cdef int r
+        while True:
             p = self.buf + self.start
-            magic = <uint16_t>(p[0] | (p[1] << 8))
-            seq = _u32(p + 8)
-            if magic != MAGIC:
-                raise FrameError(BAD_MAGIC, seq, f"bad magic 0x{magic:04x} (expected 0x4243)")
-            if p[2] != VERSION:
-                raise FrameError(BAD_VERSION, seq, f"unsupported protocol version {p[2]}")
-            length = _u32(p + 12)
-            if length > self.max_payload:
-                raise FrameError(TOO_LARGE, seq, f"payload of {length} bytes exceeds the maximum {self.max_payload}")
-            if self.end - self.start < HEADER_SIZE + <Py_ssize_t>length:
+            r = cb_frame_parse(p, self.end - self.start, self.max_payload, &h, &flen)
+            if r == CB_PARSE_NEED_MORE:
                 break
-            type_id = _u32(p + 4)
-            out.append((type_id, p[3], seq,
-                        PyBytes_FromStringAndSize(<const char *>p + HEADER_SIZE, length)))
-            self.start += HEADER_SIZE + length
+            if r != CB_PARSE_FRAME:
+                raise _frame_error(r, &h, self.max_payload, -1)
+            out.append((h.type_id, h.flags, h.seq,
+                        PyBytes_FromStringAndSize(<const char *>p + CB_HEADER_SIZE, h.length)))
+            self.start += flen
             self.frames_out += 1
         if self.start == self.end:
             self.start = self.end = 0
@@ -151,37 +155,33 @@ def decode_records(data, uint32_t type_id, Py_ssize_t record_size, dtype=None):
     """
     cdef const uint8_t[::1] view = data
     cdef Py_ssize_t n = view.shape[0], off = 0, total = 0, at = 0
-    cdef const uint8_t *p
-    cdef uint32_t length
+    cdef cb_header h
+    cdef size_t flen
+    cdef int r
     if record_size <= 0:
         raise ValueError("record_size must be positive")
     # Two passes over the headers: size the output once, then one memcpy per frame.
     while off < n:
-        if n - off < HEADER_SIZE:
-            raise ValueError(f"the buffer ends inside a frame header at byte {off}")
-        p = &view[off]
-        if <uint16_t>(p[0] | (p[1] << 8)) != MAGIC:
-            raise FrameError(BAD_MAGIC, _u32(p + 8), f"bad magic at byte {off}")
-        if p[2] != VERSION:
-            raise FrameError(BAD_VERSION, _u32(p + 8), f"unsupported protocol version {p[2]}")
-        length = _u32(p + 12)
-        if n - off - HEADER_SIZE < <Py_ssize_t>length:
-            raise ValueError(f"the buffer ends inside the frame at byte {off}")
-        if _u32(p + 4) == type_id:
-            if length % record_size:
-                raise ValueError(f"a frame at byte {off} holds {length} bytes, not whole records")
-            total += length
-        off += HEADER_SIZE + length
+        r = cb_frame_parse(&view[off], n - off, UINT32_MAX, &h, &flen)
+        if r == CB_PARSE_NEED_MORE:
+            what = "header" if n - off < CB_HEADER_SIZE else "frame"
+            raise ValueError(f"the buffer ends inside a frame {what} at byte {off}")
+        if r != CB_PARSE_FRAME:
+            raise _frame_error(r, &h, UINT32_MAX, off)
+        if h.type_id == type_id:
+            if h.length % record_size:
+                raise ValueError(f"a frame at byte {off} holds {h.length} bytes, not whole records")
+            total += h.length
+        off += flen
     # numpy.empty, not bytearray: no zero-filling of memory that is overwritten at once.
     import numpy
     out = numpy.empty(total, numpy.uint8)
     cdef uint8_t[::1] dst = out
     off = 0
     while off < n and total:
-        p = &view[off]
-        length = _u32(p + 12)
-        if _u32(p + 4) == type_id and length:
-            memcpy(&dst[at], p + HEADER_SIZE, length)
-            at += length
-        off += HEADER_SIZE + length
+        cb_frame_parse(&view[off], n - off, UINT32_MAX, &h, &flen)
+        if h.type_id == type_id and h.length:
+            memcpy(&dst[at], &view[off] + CB_HEADER_SIZE, h.length)
+            at += h.length
+        off += flen
     return out if dtype is None else out.view(dtype)

@@ -2,8 +2,9 @@
 
 The package build calls this before cythonize, so the package ships compiled Command, Status and
 Telemetry classes as ``cbridge_magics._demo_messages``, made by the very generator ``%%cstruct``
-uses (cbridge_magics.cstruct_parse + cstruct_codegen); like every struct module it needs the
-compiled engine, cbridge_magics.cstruct_engine (setup.py builds both). From the shell: ``python cython_wrapper/gen_demo_messages.py [--check]``.
+uses (cbridge_magics.cstruct.parse + codegen); like every struct module it needs the compiled
+engine, cbridge_magics.cstruct.engine (setup.py builds both). From the shell:
+``python cython_wrapper/gen_demo_messages.py [--check]``.
 Needs pycparser and a C compiler (gcc -E preprocesses the header); not numpy.
 """
 
@@ -22,16 +23,16 @@ OUTPUT = ROOT / "cython_wrapper" / "_demo_messages.pyx"
 
 
 def _generator() -> tuple[types.ModuleType, types.ModuleType]:
-    # Load cstruct_parse/cstruct_codegen as submodules of a bare package object: importing
-    # cbridge_magics itself would run its __init__ (numpy, the Bridge...), which a build
-    # environment need not have.
+    # Load cstruct.parse/codegen as submodules of a bare package object standing for
+    # cbridge_magics: its real __init__ would run too, and a build environment need not have
+    # what the package imports at run time.
     name = "_cbridge_codegen"
     if name not in sys.modules:
         pkg = types.ModuleType(name)
         pkg.__path__ = [str(ROOT / "cbridge_magics")]
         sys.modules[name] = pkg
-    return (importlib.import_module(f"{name}.cstruct_parse"),
-            importlib.import_module(f"{name}.cstruct_codegen"))
+    return (importlib.import_module(f"{name}.cstruct.parse"),
+            importlib.import_module(f"{name}.cstruct.codegen"))
 
 
 def render(header: Path = HEADER) -> str:

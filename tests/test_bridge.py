@@ -20,7 +20,7 @@ from cbridge_magics import (
     State,
     connect,
 )
-from cbridge_magics.records import record_class
+from cbridge_magics.cstruct.from_schema import record_class
 from helpers import wait_for
 
 GET_STATUS, START, STOP, SET_WAVE = 0, 1, 2, 3
@@ -264,14 +264,14 @@ def test_close_is_idempotent_and_stops_the_thread(driver):
 def test_switch_interval_is_bounded_while_connected_and_restored(driver):
     import sys
 
-    from cbridge_magics import bridge as bridge_module
+    from cbridge_magics import switch_interval
 
     before = sys.getswitchinterval()
     a = connect(driver.url)
     b = connect(driver.url)
-    assert sys.getswitchinterval() == min(before, bridge_module.SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == min(before, switch_interval.SWITCH_INTERVAL)
     a.close()
     a.close()
-    assert sys.getswitchinterval() == min(before, bridge_module.SWITCH_INTERVAL), "b still needs it"
+    assert sys.getswitchinterval() == min(before, switch_interval.SWITCH_INTERVAL), "b still needs it"
     b.close()
     assert sys.getswitchinterval() == before

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbridge_magics import cstruct, cstruct_build
+from cbridge_magics import cstruct
+from cbridge_magics.cstruct import build as cstruct_build
 from cbridge_magics.errors import CStructError
 from cstruct_helpers import DEMO_HEADER, ROOT, cstruct_cache, python_exe  # noqa: F401
 
@@ -128,7 +129,7 @@ def test_classes_have_a_signature_for_help_and_completion(ns) -> None:
 
 
 def test_keywords_from_a_dict_fail_like_literal_ones(ns) -> None:
-    from cbridge_magics.cstruct_engine import StructType
+    from cbridge_magics.cstruct.engine import StructType
 
     assert type(ns.Frame) is StructType and isinstance(ns.Frame, type)
     with pytest.raises(TypeError, match="unexpected keyword argument 'tt'"):
@@ -351,7 +352,8 @@ def test_cached_source_loads_without_cython_or_compiler(ns, monkeypatch) -> None
 def test_cached_source_loads_in_a_fresh_process(ns, cstruct_cache) -> None:  # noqa: F811
     code = textwrap.dedent(f"""
         import json, time
-        from cbridge_magics import cstruct, cstruct_build
+        from cbridge_magics import cstruct
+        from cbridge_magics.cstruct import build as cstruct_build
         def no_build(*a, **k): raise AssertionError("built again")
         cstruct_build.build = no_build
         t = time.perf_counter()

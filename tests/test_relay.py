@@ -16,8 +16,10 @@ import time
 import pytest
 import websocket
 
-from cbridge_magics import DriverUnavailable, State, connect, protocol
-from cbridge_magics._wire import FrameReader
+from cbridge_magics import DriverUnavailable, State, connect
+from cbridge_magics.wire import codes, frames, layout
+from cbridge_magics.wire.hello import parse_hello
+from cbridge_magics.wire._wire import FrameReader
 from helpers import wait_for
 
 HDR = struct.Struct("<HBBIII")
@@ -26,7 +28,7 @@ STATUS_ONLY = struct.pack("<IIddII", 0, 0, 0.0, 0.0, 0, 0)
 
 
 def frame(type_id, seq, payload=b"", flags=0):
-    return protocol.pack_frame(type_id, seq, payload, flags)
+    return frames.pack_frame(type_id, seq, payload, flags)
 
 
 def command(op=0, waveform=0, freq=0.0, amp=0.0, rate=0, batch=0):
@@ -235,9 +237,9 @@ def test_a_stalled_client_loses_old_stream_frames_counted_exactly(driver):
             if f & 2:
                 got += 1
             elif t == ERROR:
-                code, msg = protocol.parse_error(p)
+                code, msg = frames.parse_error(p)
                 assert code == 8
-                told += protocol.parse_dropped(msg)
+                told += frames.parse_dropped(msg)
         final = {s.id: s for s in relay.client_stats()}[1]
         assert final.offered == final.delivered + final.dropped
         assert got == final.delivered and told == final.dropped
@@ -256,12 +258,12 @@ def test_requests_while_the_driver_is_down_get_unavailable_at_once(start_driver,
         wait_for(lambda: relay.client_stats()[0].requests == 1, what="request forwarded")
         d.stop(signal.SIGKILL)
         t, p = c.reply_to(98)  # ... is answered, not forgotten
-        assert t == ERROR and protocol.parse_error(p)[0] == 7
+        assert t == ERROR and frames.parse_error(p)[0] == 7
         wait_for(lambda: not relay.driver_connected, what="relay to notice")
         t0 = time.monotonic()
         c.send(frame(256, 99, command()))
         t, p = c.reply_to(99)
-        assert t == ERROR and protocol.parse_error(p)[0] == 7 and time.monotonic() - t0 < 1
+        assert t == ERROR and frames.parse_error(p)[0] == 7 and time.monotonic() - t0 < 1
         if sock_path.exists():
             os.unlink(sock_path)
         start_driver(path=sock_path)

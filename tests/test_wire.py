@@ -8,10 +8,11 @@ import struct
 import numpy as np
 import pytest
 
-from cbridge_magics import protocol
-from cbridge_magics._wire import FrameError, FrameReader
+from cbridge_magics.wire import codes, frames, layout
+from cbridge_magics.wire.hello import parse_hello
+from cbridge_magics.wire._wire import FrameError, FrameReader
 from cbridge_magics.errors import LayoutMismatch, ProtocolError
-from cbridge_magics.records import dtype_from_layout, record_class
+from cbridge_magics.cstruct.from_schema import dtype_from_layout, record_class
 
 LAYOUT = {
     "id": 256, "name": "Command", "size": 24, "align": 8,
@@ -24,11 +25,11 @@ LAYOUT = {
 
 
 def frames_of(*parts: tuple[int, int, bytes]) -> bytes:
-    return b"".join(protocol.pack_frame(t, s, p) for t, s, p in parts)
+    return b"".join(frames.pack_frame(t, s, p) for t, s, p in parts)
 
 
 def test_header_is_little_endian_and_16_bytes():
-    raw = protocol.pack_frame(0x01020304, 0x0A0B0C0D, b"xyz", flags=protocol.Flag.REPLY)
+    raw = frames.pack_frame(0x01020304, 0x0A0B0C0D, b"xyz", flags=codes.Flag.REPLY)
     assert raw[:16] == bytes([0x43, 0x42, 1, 1, 4, 3, 2, 1, 0x0D, 0x0C, 0x0B, 0x0A, 3, 0, 0, 0])
     assert raw[16:] == b"xyz"
 
@@ -67,19 +68,19 @@ def test_reader_names_the_broken_rule(header, code):
 
 
 def test_reader_accepts_exactly_max_payload():
-    data = protocol.pack_frame(256, 1, b"x" * 1024)
+    data = frames.pack_frame(256, 1, b"x" * 1024)
     assert FrameReader(1024).feed(data)[0][3] == b"x" * 1024
 
 
 def test_error_payload_round_trip_and_dropped_count():
-    frame = protocol.pack_error(protocol.ErrorCode.OVERLOADED, "dropped 17 stream frames", seq=4)
+    frame = frames.pack_error(codes.ErrorCode.OVERLOADED, "dropped 17 stream frames", seq=4)
     (t, f, s, payload), = FrameReader().feed(frame)
-    assert (t, s) == (protocol.ControlType.ERROR, 4)
-    code, msg = protocol.parse_error(payload)
-    assert code == 8 and protocol.parse_dropped(msg) == 17
-    assert protocol.parse_dropped("something else") == 0
+    assert (t, s) == (codes.ControlType.ERROR, 4)
+    code, msg = frames.parse_error(payload)
+    assert code == 8 and frames.parse_dropped(msg) == 17
+    assert frames.parse_dropped("something else") == 0
     with pytest.raises(ProtocolError):
-        protocol.parse_error(b"\x01")
+        frames.parse_error(b"\x01")
 
 
 def hello(**override) -> bytes:
@@ -90,7 +91,7 @@ def hello(**override) -> bytes:
 
 
 def test_parse_hello():
-    s = protocol.parse_hello(hello())
+    s = parse_hello(hello())
     assert s.driver == "d" and s.by_name["Command"].size == 24 and s.by_id[256].name == "Command"
 
 
@@ -107,21 +108,21 @@ def test_parse_hello():
 )
 def test_parse_hello_says_what_is_wrong(payload, words):
     with pytest.raises(ProtocolError, match=words):
-        protocol.parse_hello(payload)
+        parse_hello(payload)
 
 
 def test_check_layout_names_the_field():
-    protocol.check_layout(LAYOUT, json.loads(json.dumps(LAYOUT)))
+    layout.check_layout(LAYOUT, json.loads(json.dumps(LAYOUT)))
     moved = json.loads(json.dumps(LAYOUT))
     moved["fields"][1]["offset"] = 4
     with pytest.raises(LayoutMismatch, match=r"Command\.gain: offset is 8 here but 4"):
-        protocol.check_layout(LAYOUT, moved)
+        layout.check_layout(LAYOUT, moved)
     bigger = {**LAYOUT, "size": 32}
     with pytest.raises(LayoutMismatch, match="size is 24 here but 32"):
-        protocol.check_layout(LAYOUT, bigger)
+        layout.check_layout(LAYOUT, bigger)
     fewer = {**LAYOUT, "fields": LAYOUT["fields"][:2]}
     with pytest.raises(LayoutMismatch, match=r"Command\.v: the driver has no such field"):
-        protocol.check_layout(LAYOUT, fewer)
+        layout.check_layout(LAYOUT, fewer)
 
 
 def test_schema_record_class():
@@ -142,7 +143,7 @@ def test_schema_record_class():
 
 
 def test_decode_records_gathers_one_type_from_a_stream():
-    from cbridge_magics._wire import decode_records
+    from cbridge_magics.wire._wire import decode_records
 
     Command = record_class(LAYOUT)
     recs = [bytes(Command(op=i, gain=i / 2)) for i in range(5)]
@@ -161,7 +162,7 @@ def test_decode_records_gathers_one_type_from_a_stream():
 
 
 def test_close_reason_of_a_websocket_close_frame():
-    from cbridge_magics.transports import _close_reason
+    from cbridge_magics.wire.transports import _close_reason
 
     assert _close_reason(struct.pack("!H", 1012) + "driver restarted".encode()) == \
         " (code 1012: driver restarted)"

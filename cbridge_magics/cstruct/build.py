@@ -5,7 +5,7 @@ Cache layout (root: $CBRIDGE_CACHE_DIR, else $XDG_CACHE_HOME/cbridge, else ~/.ca
     <root>/cstruct/<key>/manifest.json   the current build: module name, .so, header deps, compiler output
     <root>/cstruct/<key>/<build>/        one build: the source header, .pyx, .c and the extension module
     <root>/cstruct/.tmp-*/               builds in progress
-    <root>/engine/<key>/                 cstruct_engine, when the package build did not compile it
+    <root>/engine/<key>/                 the engine, when the package build did not compile it
 
 The key hashes everything that can change the binary (see ``cache_key``). A build happens in a
 temporary directory that is renamed into place, and manifest.json is replaced last (os.replace), so
@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from .errors import CStructError
+from ..errors import CStructError
 
 log = logging.getLogger("cbridge_magics.cstruct")
 
@@ -45,11 +45,10 @@ log = logging.getLogger("cbridge_magics.cstruct")
 # (which runs the module's tp_new) too slow for its target (bench/bench_cstruct.py).
 COMPILE_FLAGS = ("-shared", "-fPIC", "-O1", "-g0", "-fwrapv", "-fno-strict-aliasing", "-pipe")
 SOURCE_HEADER = "cstruct_source.h"
-_GENERATOR_FILES = ("cstruct.py", "cstruct_parse.py", "cstruct_codegen.py", "cstruct_runtime.py",
-                    "cstruct_build.py", "cstruct_engine.pyx", "cstruct_engine.pxd",
-                    "cstruct_engine.h")
-PACKAGE_DIR = Path(__file__).resolve().parent
-ENGINE = f"{__package__ or 'cbridge_magics'}.cstruct_engine"
+_GENERATOR_FILES = ("__init__.py", "parse.py", "codegen.py", "runtime.py", "build.py",
+                    "engine.pyx", "engine.pxd", "cstruct_engine.h")
+PACKAGE_DIR = Path(__file__).resolve().parent  # cbridge_magics/cstruct: engine.pyx and its header
+ENGINE = f"{__package__ or 'cbridge_magics.cstruct'}.engine"
 _lock = threading.RLock()  # one build at a time per process (Cython's compiler is not reentrant)
 
 
@@ -243,10 +242,10 @@ def _cythonize(pyx: Path, c_file: Path, modname: str) -> None:
         from Cython.Compiler import Main
     except ImportError:
         raise CStructError("Cython is not installed: `pip install cython`") from None
-    # the package's parent: where `cimport cbridge_magics.cstruct_engine` finds the .pxd
+    # the top package's parent: where `cimport cbridge_magics.cstruct.engine` finds the .pxd
     options = Main.CompilationOptions(Main.default_options, language_level=3,
                                       output_file=str(c_file),
-                                      include_path=[str(PACKAGE_DIR.parent)])
+                                      include_path=[str(PACKAGE_DIR.parent.parent)])
     out = io.StringIO()
     # Cython reports errors on stderr/stdout; keep them for the exception.
     with contextlib.redirect_stderr(out), contextlib.redirect_stdout(out):
@@ -275,8 +274,8 @@ def _headline(output: str, filename: str) -> str:
 
 def build(req: Request, key: str, tc: Toolchain) -> Manifest:
     """Preprocess, parse, generate, cythonize and compile ``req`` into the cache entry ``key``."""
-    from .cstruct_codegen import generate
-    from .cstruct_parse import parse_file, run_cc
+    from .codegen import generate
+    from .parse import parse_file, run_cc
 
     _check_tools(tc)
     stages: dict[str, float] = {}
@@ -346,7 +345,7 @@ def obtain(req: Request, force: bool = False) -> tuple[ModuleType, Manifest, boo
 
 def ensure_engine(tc: Toolchain | None = None) -> ModuleType:
     """The compiled engine every struct module imports: the package's own build, or else one built
-    from the package's cstruct_engine.pyx into the cache (once per toolchain and engine source)."""
+    from the package's engine.pyx into the cache (once per toolchain and engine source)."""
     mod = sys.modules.get(ENGINE)
     if mod is not None:
         return mod
@@ -358,7 +357,7 @@ def ensure_engine(tc: Toolchain | None = None) -> ModuleType:
     key = hashlib.sha256(json.dumps([_generator_digest(), tc.identity, tc.ext_suffix, sys.version,
                                      COMPILE_FLAGS]).encode()).hexdigest()[:24]
     entry = cache_root() / "engine" / key
-    so = entry / f"cstruct_engine{tc.ext_suffix}"
+    so = entry / f"engine{tc.ext_suffix}"
     with _lock:
         if not so.is_file():
             _check_tools(tc)
@@ -366,8 +365,8 @@ def ensure_engine(tc: Toolchain | None = None) -> ModuleType:
             entry.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
             try:
-                c_file = tmp / "cstruct_engine.c"
-                _cythonize(PACKAGE_DIR / "cstruct_engine.pyx", c_file, ENGINE)
+                c_file = tmp / "engine.c"
+                _cythonize(PACKAGE_DIR / "engine.pyx", c_file, ENGINE)
                 out = tmp / so.name
                 proc = run_cc_checked([*tc.cc, *COMPILE_FLAGS, f"-I{PACKAGE_DIR}",
                                        f"-I{tc.py_include}", str(c_file), "-o", str(out)])
@@ -385,7 +384,7 @@ def ensure_engine(tc: Toolchain | None = None) -> ModuleType:
 
 
 def run_cc_checked(argv: list[str]) -> str:
-    from .cstruct_parse import run_cc
+    from .parse import run_cc
 
     proc = run_cc(argv, "compile")
     if proc.returncode != 0:

@@ -4,10 +4,10 @@
 
 A generated module declares, per struct, a final cdef class that starts with the three attributes
 of cb_obj_t (the head this engine works on) followed by the C struct as its storage, with a typed
-constructor, ``unpack`` and one-line slot methods calling sb_bytes/sb_eq/sb_getbuffer here; then it
-calls ``setup_class`` with the compiler's tables. Everything else lives here once: the field
-descriptors, which read and write each field with the typed C helpers of cstruct_engine.h at the
-field's compiled offset. Keeping this out of the generated modules is what makes them compile fast.
+constructor; then it calls ``setup_class`` with the compiler's tables. Everything else lives here
+once: the slots and methods all struct classes share (bytes, buffer protocol, ==, repr, unpack) and
+the field descriptors, which read and write each field with the typed C helpers of
+cstruct_engine.h at the field's compiled offset. Keeping this out of the generated modules is what makes them compile fast.
 
     Frame.size, Frame.dtype, Frame.__layout__   # set up here from the module's tables
     Frame.t                                     # <field Frame.t (double)>
@@ -26,7 +26,7 @@ from sys import intern as _intern
 
 from numpy import ndarray as _ndarray
 
-from cbridge_magics import cstruct_runtime as _rt
+import cbridge_magics.cstruct.runtime as _rt
 
 cdef extern from "Python.h":
     void PyType_Modified(PyTypeObject *t)
@@ -123,7 +123,7 @@ cdef extern from *:
 
     static PyTypeObject cb_StructType = {
         PyVarObject_HEAD_INIT(NULL, 0)
-        .tp_name = "cbridge_magics.cstruct_engine.StructType",
+        .tp_name = "cbridge_magics.cstruct.engine.StructType",
         .tp_doc = "The metaclass of struct classes: type, with a direct path for Cls(**kw).",
         .tp_flags = Py_TPFLAGS_DEFAULT,
         .tp_call = cb_struct_call,
@@ -150,21 +150,21 @@ cdef inline cb_obj_t *_head(object obj) noexcept:
     return <cb_obj_t*><PyObject*>obj
 
 
-cdef int sb_getbuffer(object obj, Py_buffer *view, int flags) except -1:
+cdef int _getbuffer(object obj, Py_buffer *view, int flags) except -1:
     """bf_getbuffer of every struct class: its bytes, writable, padding zeroed first."""
     cdef cb_obj_t *h = _head(obj)
     cb_zero(h.p, h.info.gaps, h.info.ngaps)
     return PyBuffer_FillInfo(view, obj, h.p, h.info.size, 0, flags)
 
 
-cdef bytes sb_bytes(object obj):
+cdef bytes _bytes(object obj):
     """The struct's bytes, padding zeroed."""
     cdef cb_obj_t *h = _head(obj)
     cb_zero(h.p, h.info.gaps, h.info.ngaps)
     return PyBytes_FromStringAndSize(h.p, h.info.size)
 
 
-cdef object sb_eq(object obj, object other):
+cdef object _eq(object obj, object other):
     """Same class and same bytes (padding zeroed on both sides first)."""
     if type(other) is not type(obj):
         return NotImplemented
@@ -177,7 +177,7 @@ cdef object sb_eq(object obj, object other):
 
 cdef object _richcompare(object a, object b, int op):  # tp_richcompare
     if op == Py_EQ or op == Py_NE:
-        eq = sb_eq(a, b)
+        eq = _eq(a, b)
         if eq is NotImplemented or op == Py_EQ:
             return eq
         return not eq
@@ -189,7 +189,7 @@ cdef object _repr(object obj):  # tp_repr
 
 
 cdef object _pack(object obj, PyObject *unused):  # __bytes__ and pack: METH_NOARGS (NULL arg)
-    return sb_bytes(obj)
+    return _bytes(obj)
 
 
 cdef object _repr_method(object obj, PyObject *unused):  # __repr__ in the class dict: METH_NOARGS
@@ -204,7 +204,7 @@ cdef object _unpack(object cls, object buf):  # Cls.unpack(buf): METH_O, bound t
 
 
 cdef PyBufferProcs _buffer_procs
-_buffer_procs.bf_getbuffer = <getbufferproc>sb_getbuffer
+_buffer_procs.bf_getbuffer = <getbufferproc>_getbuffer
 _buffer_procs.bf_releasebuffer = NULL
 cdef PyMethodDef _pack_def
 _pack_def.ml_name = "__bytes__"

@@ -5,7 +5,7 @@ pycparser reads the whole preprocessed translation unit, so typedef names from a
 stdio.h's FILE, the user's own headers) are known to the parser. For this one pass GNU spellings the
 parser does not know (``__attribute__``, ``__extension__``, ``__asm__``...) are defined away on the
 command line: the parser only reads names and types, the compiler alone decides layout (see
-cstruct_codegen, which compiles sizeof/offsetof into the module). The linemarkers of gcc's output say
+codegen, which compiles sizeof/offsetof into the module). The linemarkers of gcc's output say
 which file every declaration came from: only the source's own ("main") declarations become classes
 and names, plus the structs from other headers that those classes nest. Should a system header
 still defeat pycparser, the system headers' lines are dropped and the usual typedef names
@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 
 from pycparser import c_ast, c_parser
 
-from .errors import CStructError
+from ..errors import CStructError
 
 # Defined away for the parse pass only; the compile pass sees the source untouched.
 PARSE_DEFINES = (
@@ -230,7 +230,6 @@ class _Builder:
         self.records: dict[int, Record] = {}           # id(Struct node) -> record
         self.order: list[Record] = []
         self.names: dict[str, Record] = {}
-        self.creation: list[Record] = []
 
     # type resolution
 
@@ -340,7 +339,6 @@ class _Builder:
             rec = Record(f"{parent.name}_{member}", is_union, None, where, main,
                          parent=(parent, access or ""))
         self.records[id(defn)] = rec
-        self.creation.append(rec)
         # Members: resolved now, so nested records are complete before this one is listed.
         rec.members = list(self.members(defn, rec, rec.name, overlaps=is_union))
         seen: set[str] = set()

@@ -1,79 +1,19 @@
-"""The wire protocol (docs/PROTOCOL.md): frame header, control types, error codes, the HELLO schema,
-and the layout comparison a client makes before it sends or decodes a struct type.
+"""The driver's HELLO: who it is and which struct types it speaks, parsed and checked.
 
-    frame = pack_frame(256, seq=7, payload=bytes(cmd))
     schema = parse_hello(hello_payload)
-    check_layout(Command.__layout__, schema.by_name["Command"].layout)   # raises LayoutMismatch
+    schema.driver, schema.by_name["Command"].size, schema.by_id[256].layout
 """
 
 from __future__ import annotations
 
-import enum
 import json
-import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
-from .errors import LayoutMismatch, ProtocolError
+from ..errors import ProtocolError
+from .codes import DEFAULT_MAX_PAYLOAD, USER_TYPE_MIN, VERSION
 
-MAGIC = 0x4243
-VERSION = 1
-HEADER = struct.Struct("<HBBIII")  # magic, version, flags, type_id, seq, length
-HEADER_SIZE = HEADER.size
-DEFAULT_MAX_PAYLOAD = 1 << 20
-MAX_PING_PAYLOAD = 64
-USER_TYPE_MIN = 256
-
-
-class Flag(enum.IntFlag):
-    REPLY = 0x01
-    STREAM = 0x02
-
-
-class ControlType(enum.IntEnum):
-    HELLO = 1
-    ERROR = 2
-    PING = 3
-
-
-class ErrorCode(enum.IntEnum):
-    BAD_MAGIC = 1
-    BAD_VERSION = 2
-    TOO_LARGE = 3
-    UNKNOWN_TYPE = 4
-    BAD_LENGTH = 5
-    BAD_REQUEST = 6
-    UNAVAILABLE = 7
-    OVERLOADED = 8
-
-
-def pack_frame(type_id: int, seq: int, payload: bytes = b"", flags: int = 0) -> bytes:
-    """One frame: the 16-byte little-endian header followed by the payload."""
-    return HEADER.pack(MAGIC, VERSION, flags, type_id, seq, len(payload)) + payload
-
-
-def pack_error(code: int, message: str, seq: int = 0, flags: int = 0) -> bytes:
-    """An ERROR frame: int32 code then the UTF-8 message (no NUL)."""
-    return pack_frame(ControlType.ERROR, seq, struct.pack("<i", code) + message.encode(), flags)
-
-
-def parse_error(payload: bytes) -> tuple[int, str]:
-    """The (code, message) of an ERROR payload; raises ProtocolError if it is too short."""
-    if len(payload) < 4:
-        raise ProtocolError(f"ERROR frame of {len(payload)} bytes has no code")
-    (code,) = struct.unpack_from("<i", payload)
-    return code, payload[4:].decode("utf-8", "replace")
-
-
-def parse_dropped(message: str) -> int:
-    """The N of an OVERLOADED message "dropped N stream frames" (0 if the text says otherwise)."""
-    words = message.split()
-    if len(words) >= 2 and words[0] == "dropped" and words[1].isdigit():
-        return int(words[1])
-    return 0
-
-
-# --- the HELLO schema -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TypeInfo:
@@ -98,11 +38,11 @@ class Schema:
     raw: dict[str, Any] = field(repr=False, compare=False)
     payload: bytes = field(default=b"", repr=False, compare=False)  # the HELLO as received
 
-    @property
+    @cached_property
     def by_name(self) -> dict[str, TypeInfo]:
         return {t.name: t for t in self.types}
 
-    @property
+    @cached_property
     def by_id(self) -> dict[int, TypeInfo]:
         return {t.id: t for t in self.types}
 
@@ -161,28 +101,3 @@ def parse_hello(payload: bytes) -> Schema:
         raw=doc,
         payload=bytes(payload),
     )
-
-
-def check_layout(local: Mapping[str, Any], remote: Mapping[str, Any]) -> None:
-    """Raise LayoutMismatch, naming the struct and the first differing field, unless the two
-    layouts (each of the HELLO type-entry shape) agree on name, size and every field's offset and size.
-    """
-    name = local.get("name")
-    if name != remote.get("name"):
-        raise LayoutMismatch(f"struct {name!r} is not the driver's {remote.get('name')!r}")
-    if local.get("size") != remote.get("size"):
-        raise LayoutMismatch(
-            f"{name}: size is {local.get('size')} here but {remote.get('size')} in the driver")
-    theirs = {f["name"]: f for f in remote.get("fields", [])}
-    ours = {f["name"]: f for f in local.get("fields", [])}
-    for f in local.get("fields", []):
-        r = theirs.get(f["name"])
-        if r is None:
-            raise LayoutMismatch(f"{name}.{f['name']}: the driver has no such field")
-        for key in ("offset", "size"):
-            if f[key] != r[key]:
-                raise LayoutMismatch(
-                    f"{name}.{f['name']}: {key} is {f[key]} here but {r[key]} in the driver")
-    for r in remote.get("fields", []):
-        if r["name"] not in ours:
-            raise LayoutMismatch(f"{name}.{r['name']}: the driver has this field, this side does not")

@@ -1,13 +1,11 @@
-"""The WebSocket relay: remote notebooks reach the driver through this kernel.
+"""The relay hosted on a thread of its own: ``%cbridge serve``, remote notebooks reach the driver
+through this kernel.
 
-A Relay runs a tornado WebSocket server in its own thread and event loop, and keeps its own connection to the driver's Unix socket on that same loop, so a
-request crosses no thread on its way: client -> relay -> driver -> relay -> client. Every client
-first gets the driver's HELLO; its requests reach the driver under a seq of the relay's, and the
-reply comes back to that client alone with the client's own seq; STREAM frames go to every client.
-Frames that are ready together travel in one binary message. A client too slow for the stream loses
-its oldest STREAM frames and is told how many with an ERROR 8 OVERLOADED frame; replies are never
-dropped. While the driver is away, requests get ERROR 7 UNAVAILABLE at once and the relay
-reconnects with backoff.
+A Relay runs a tornado WebSocket server in its own thread and event loop, and keeps its own
+connection to the driver's Unix socket on that same loop, so a request crosses no thread on its
+way: client -> relay -> driver -> relay -> client. What a client gets, and what is dropped when it
+is slow, is the core's (``relay.core``); this module moves the bytes: frames that are ready
+together travel in one binary message, and the relay reconnects to the driver with backoff.
 
     relay = bridge.serve(port=8765)      # 127.0.0.1 unless host= says otherwise
     relay.url                            # ws://127.0.0.1:8765/?token=...
@@ -22,33 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hmac
 import itertools
 import logging
 import random
-import secrets
 import socket
 import threading
-from collections import deque
-from dataclasses import dataclass
 from typing import Any, Sequence
-from urllib.parse import urlsplit
 
 import tornado.web
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from . import protocol
-from ._wire import FrameError, FrameReader
-from .errors import CBridgeError, DriverUnavailable, ProtocolError
-from .transports import transport_for, UnixTransport
-from .protocol import ControlType, ErrorCode, Flag
+from ..errors import CBridgeError, DriverUnavailable, ProtocolError
+from ..wire._wire import FrameError, FrameReader
+from ..wire.codes import HEADER_SIZE, ControlType
+from ..wire.transports import UnixTransport, transport_for
+from .core import Client, ClientStats, RelayCore
 
 log = logging.getLogger(__name__)
 
-_STREAM_HEADER = int(Flag.STREAM)
-_REPLY = int(Flag.REPLY)
-_ERROR = int(ControlType.ERROR)
 _HELLO = int(ControlType.HELLO)
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _BINARY = 0x2  # the WebSocket opcode
@@ -56,88 +46,28 @@ _BINARY = 0x2  # the WebSocket opcode
 # still works, through write_message.
 _WRITE_FRAME = hasattr(tornado.websocket.WebSocketProtocol13, "_write_frame")
 
-
-@dataclass
-class ClientStats:
-    """What one client got; ``offered == delivered + dropped + queued`` for its stream frames."""
-
-    id: int
-    peer: str
-    offered: int = 0
-    delivered: int = 0
-    dropped: int = 0
-    requests: int = 0
-    replies: int = 0
-    queued_frames: int = 0
-    queued_bytes: int = 0
+__all__ = ["Relay", "ClientStats"]
 
 
-class _Client:
-    """One WebSocket client: its outgoing queue, stream seq and counters (loop thread only)."""
+class _Client(Client):
+    """A core client on a tornado WebSocket connection (loop thread only)."""
 
-    def __init__(self, relay: "Relay", handler: Any, cid: int, peer: str) -> None:
-        self.relay, self.handler = relay, handler
-        self.stats = ClientStats(cid, peer)
-        self.queue: deque[tuple[bool, bytes]] = deque()  # (is_stream, frame bytes)
-        self.stream_bytes = 0  # queued STREAM bytes: the part that may be dropped
-        self.other_bytes = 0  # queued replies and notices: never dropped
-        self.unreported = 0  # drops not yet told to the client
-        self.stream_seq = 0
-        self.reader = FrameReader(relay.max_payload)
+    def __init__(self, core: RelayCore, handler: Any, peer: str) -> None:
+        super().__init__(core, peer)
+        self.handler = handler
         self.writing = False  # a message is on its way to the client
-        self.closed = False
-        self.inflight = 0  # requests sent to the driver and not answered yet
 
-    def offer_stream(self, type_id: int, payload: bytes) -> None:
-        frame = protocol.pack_frame(type_id, self.stream_seq, payload, _STREAM_HEADER)
-        self.stream_seq = (self.stream_seq + 1) & 0xFFFFFFFF
-        self.stats.offered += 1
-        limit = self.relay.queue_bytes
-        # Drop the oldest stream frames first: a late reader wants the newest data.
-        while self.stream_bytes + len(frame) > limit and self.stream_bytes:
-            self._drop_oldest_stream()
-        if len(frame) > limit:
-            self.stats.dropped += 1
-            self.unreported += 1
-            return
-        self.queue.append((True, frame))
-        self.stream_bytes += len(frame)
-
-    def missed(self, frames: int) -> None:
-        """Stream frames the driver dropped for the relay itself: this client never had them."""
-        self.stats.offered += frames
-        self.stats.dropped += frames
-        self.unreported += frames
-
-    def _drop_oldest_stream(self) -> None:
-        for i, (is_stream, frame) in enumerate(self.queue):
-            if is_stream:
-                del self.queue[i]
-                self.stream_bytes -= len(frame)
-                self.stats.dropped += 1
-                self.unreported += 1
-                return
-
-    def send_control(self, frame: bytes, flush: bool = True) -> None:
-        self.queue.append((False, frame))
-        self.other_bytes += len(frame)
-        if self.other_bytes > self.relay.hard_cap:
-            # Replies are never dropped, so a client that never reads them is cut off instead.
-            log.warning("relay client %d reads nothing (%d bytes of replies queued): closing it",
-                        self.stats.id, self.other_bytes)
-            self.handler.close(1008, "not reading")
-            return
-        if flush:
-            self.flush()
+    def close(self, code: int, reason: str) -> None:
+        self.handler.close(code, reason)
 
     def flush(self) -> None:
         """Write what is queued, a message at a time, until the socket takes no more. Frames from
-        the driver are queued for every client first and flushed together (Relay.flush_clients),
+        the driver are queued for every client first and flushed together (core.flush_clients),
         so what came in together leaves in one message, in the same loop turn. A message the
         socket cannot take at once is waited for before the next one is built, so a slow client's
-        backlog stays in our bounded queue."""
-        while not self.writing and not self.closed and (self.queue or self.unreported):
-            data, delivered = self._next_message()
+        backlog stays in the core's bounded queue."""
+        while not self.writing and not self.closed and self.has_output:
+            data, delivered = self.next_message()
             try:
                 done = self._write(data)
             except (tornado.websocket.WebSocketClosedError, StreamClosedError):
@@ -148,29 +78,6 @@ class _Client:
                 return
             if not self._count_written(done, delivered):
                 return
-
-    def _next_message(self) -> tuple[bytes, int]:
-        """Whole frames from the queue, as many as fit in one message (at least one): far fewer
-        messages. Returns the message and how many stream frames it holds."""
-        parts: list[bytes] = []
-        size = 0
-        if self.unreported:
-            parts.append(protocol.pack_error(ErrorCode.OVERLOADED,
-                                             f"dropped {self.unreported} stream frames"))
-            self.unreported = 0
-            size = len(parts[0])
-        delivered = 0
-        max_message = self.relay.max_message
-        while self.queue and (size + len(self.queue[0][1]) <= max_message or not parts):
-            is_stream, frame = self.queue.popleft()
-            if is_stream:
-                self.stream_bytes -= len(frame)
-                delivered += 1
-            else:
-                self.other_bytes -= len(frame)
-            parts.append(frame)
-            size += len(frame)
-        return (parts[0] if len(parts) == 1 else b"".join(parts)), delivered
 
     def _write(self, data: bytes) -> "asyncio.Future[None]":
         conn = self.handler.ws_connection
@@ -198,7 +105,7 @@ class _Client:
 
 
 class Relay:
-    """A WebSocket server for one Bridge; see the module docstring. Start it with ``start()``."""
+    """A WebSocket server for one Bridge's driver; see the module docstring. ``start()`` it."""
 
     def __init__(
         self,
@@ -209,7 +116,7 @@ class Relay:
         token: str | None = None,
         allowed_origins: Sequence[str] = (),
         queue_bytes: int = 4 << 20,
-        max_message: int = (1 << 20) + protocol.HEADER_SIZE,
+        max_message: int = (1 << 20) + HEADER_SIZE,
         ping_interval: float = 10.0,
         ping_timeout: float = 10.0,
         max_inflight: int = 10_000,
@@ -223,24 +130,12 @@ class Relay:
         self.bridge = bridge
         self.driver_path = driver.path
         self.host, self.port = host, port
-        self.token = token or secrets.token_urlsafe(24)
-        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
-        self.queue_bytes = queue_bytes
-        self.max_message = max_message
-        self.max_payload = bridge.schema.max_payload
-        self.hard_cap = 4 * queue_bytes + max_message
-        self.max_inflight = max_inflight
+        self.core = RelayCore(bridge.schema.payload, token=token, allowed_origins=allowed_origins,
+                              queue_bytes=queue_bytes, max_message=max_message,
+                              max_inflight=max_inflight)
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.backoff = backoff
-        self.clients: dict[int, _Client] = {}
-        self.closed_clients: deque[ClientStats] = deque(maxlen=20)
-        self.orphan_replies = 0  # replies whose client left before they came
-        self.driver_drops = 0  # stream frames the driver dropped for the relay's own connection
         self.driver_reconnects = 0
-        self._ids = itertools.count(1)
-        self._seqs = itertools.count(1)
-        self._pending: dict[int, tuple[_Client, int]] = {}  # relay seq -> (client, client's seq)
-        self._hello = bridge.schema.payload
         self._link: _DriverLink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -248,6 +143,19 @@ class Relay:
         self._start_error: BaseException | None = None
         self._stopping = False
         self._server: Any = None
+
+    # The core's settings and counters, as a Relay's own.
+    token = property(lambda self: self.core.token)
+    queue_bytes = property(lambda self: self.core.queue_bytes)
+    max_message = property(lambda self: self.core.max_message)
+    clients = property(lambda self: self.core.clients)
+    closed_clients = property(lambda self: self.core.closed_clients)
+    orphan_replies = property(lambda self: self.core.orphan_replies)
+    driver_drops = property(lambda self: self.core.driver_drops)
+
+    def client_stats(self) -> list[ClientStats]:
+        """A snapshot of every connected client's counters (safe from any thread)."""
+        return self.core.client_stats()
 
     @property
     def url(self) -> str:
@@ -348,7 +256,7 @@ class Relay:
         if self._link is not None:
             self._link.transport.close()
         for client in list(self.clients.values()):
-            client.handler.close(1001, "relay stopping")
+            client.close(1001, "relay stopping")
         await asyncio.sleep(0.05)  # let the close frames go out
         asyncio.get_running_loop().stop()
 
@@ -379,21 +287,14 @@ class Relay:
             raise DriverUnavailable(f"no HELLO from unix://{self.driver_path}: {e}") from None
         if link.lost:
             raise DriverUnavailable("the driver closed the connection after its HELLO")
-        if payload != self._hello:
-            # Clients checked their layouts against the old HELLO: they must connect again.
-            self._hello = payload
-            self.max_payload = protocol.parse_hello(payload).max_payload
-            for client in list(self.clients.values()):
-                client.handler.close(1012, "the driver restarted with another schema")
+        # Clients checked their layouts against the old HELLO: on a new one they connect again.
+        self.core.driver_hello(payload)
         self._link = link
+        self.core.driver = link
 
     def _driver_lost(self, reason: str) -> None:
         self._link = None
-        pending, self._pending = self._pending, {}
-        for client, seq in pending.values():
-            client.inflight -= 1
-            client.send_control(protocol.pack_error(
-                ErrorCode.UNAVAILABLE, f"the driver went away before answering ({reason})", seq, _REPLY))
+        self.core.driver_lost(reason)
         if not self._stopping:
             log.warning("relay lost the driver: %s; reconnecting", reason)
             asyncio.ensure_future(self._reconnect())
@@ -413,108 +314,23 @@ class Relay:
             log.info("relay reconnected to unix://%s", self.driver_path)
             return
 
-    def _from_driver(self, type_id: int, flags: int, seq: int, payload: bytes) -> None:
-        if flags & _REPLY:
-            entry = self._pending.pop(seq, None)
-            if entry is None:
-                return
-            client, client_seq = entry
-            client.inflight -= 1
-            if client.closed:
-                self.orphan_replies += 1
-                return
-            client.stats.replies += 1
-            client.send_control(protocol.pack_frame(type_id, client_seq, payload, _REPLY),
-                                flush=False)
-        elif flags & _STREAM_HEADER:
-            for client in self.clients.values():
-                client.offer_stream(type_id, payload)
-        elif type_id == _ERROR:
-            code, text = protocol.parse_error(payload)
-            if code == ErrorCode.OVERLOADED:
-                n = protocol.parse_dropped(text)
-                self.driver_drops += n
-                for client in self.clients.values():
-                    client.missed(n)
-            else:
-                log.warning("driver sent the relay ERROR %d: %s", code, text[:200])
-
-    def flush_clients(self) -> None:
-        """Send each client what the frames of one read from the driver queued for it."""
-        for client in list(self.clients.values()):
-            client.flush()
-
-    def forward(self, client: _Client, type_id: int, seq: int, payload: bytes) -> None:
-        """Send a client's request to the driver under a relay seq; refuse it loudly if we can't."""
-        client.stats.requests += 1
-        link = self._link
-        refusal = None
-        if link is None:
-            refusal = (ErrorCode.UNAVAILABLE, "the driver is not connected to the relay")
-        elif client.inflight >= self.max_inflight:
-            refusal = (ErrorCode.OVERLOADED, f"request refused: {client.inflight} already in flight")
-        elif link.transport.get_write_buffer_size() > self.max_message:
-            refusal = (ErrorCode.OVERLOADED, "request refused: the driver is not reading")
-        if refusal is not None:
-            client.send_control(protocol.pack_error(refusal[0], refusal[1], seq, _REPLY))
-            return
-        rseq = next(self._seqs) & 0xFFFFFFFF
-        self._pending[rseq] = (client, seq)
-        client.inflight += 1
-        link.transport.write(protocol.pack_frame(type_id, rseq, payload))
-
-    # --- clients (called by the handler, on the loop thread) -----------------------------------
-
-    def authorized(self, headers: Any, query_token: str | None) -> bool:
-        given = query_token
-        auth = headers.get("Authorization", "")
-        if auth[:6].lower() == "token ":
-            given = auth[6:].strip()
-        # Constant time: the comparison must not tell how much of a guess was right.
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
-
-    def origin_allowed(self, origin: str, host_header: str) -> bool:
-        origin = origin.rstrip("/")
-        if origin in self.allowed_origins:
-            return True
-        return urlsplit(origin).netloc.lower() == host_header.lower()  # same origin
-
-    def add_client(self, handler: Any, peer: str) -> _Client:
-        client = _Client(self, handler, next(self._ids), peer)
-        self.clients[client.stats.id] = client
-        client.send_control(protocol.pack_frame(ControlType.HELLO, 0, self._hello))
-        log.info("relay client %d connected from %s", client.stats.id, peer)
-        return client
-
-    def remove_client(self, client: _Client, code: int | None, reason: str | None) -> None:
-        client.closed = True
-        self.clients.pop(client.stats.id, None)
-        client.stats.queued_frames = len(client.queue)
-        client.stats.queued_bytes = client.stream_bytes + client.other_bytes
-        self.closed_clients.append(client.stats)
-        log.info("relay client %d left (code %s %s): %d stream frames delivered, %d dropped",
-                 client.stats.id, code, reason or "", client.stats.delivered, client.stats.dropped)
-
-    def client_stats(self) -> list[ClientStats]:
-        """A snapshot of every connected client's counters (safe from any thread)."""
-        out = []
-        for client in list(self.clients.values()):
-            s = ClientStats(**vars(client.stats))
-            s.queued_frames = len(client.queue)
-            s.queued_bytes = client.stream_bytes + client.other_bytes
-            out.append(s)
-        return out
-
 
 class _DriverLink(asyncio.Protocol):
-    """The relay's connection to the driver: bytes in, frames out to the relay (loop thread)."""
+    """The relay's connection to the driver: bytes in, frames out to the core (loop thread)."""
 
     def __init__(self, relay: Relay, hello: "asyncio.Future[bytes]") -> None:
         self.relay = relay
         self.hello = hello
-        self.reader = FrameReader(relay.max_payload)
+        self.reader = FrameReader(relay.core.max_payload)
         self.transport: Any = None
         self.lost = False
+
+    # the core's DriverSink
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def backlog(self) -> int:
+        return self.transport.get_write_buffer_size()
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -525,6 +341,7 @@ class _DriverLink(asyncio.Protocol):
         except FrameError as e:
             self._fail(f"bad frame from the driver: {e}")
             return
+        core = self.relay.core
         for type_id, flags, seq, payload in frames:
             if not self.hello.done():
                 if type_id != _HELLO:
@@ -532,8 +349,8 @@ class _DriverLink(asyncio.Protocol):
                     return
                 self.hello.set_result(payload)
                 continue
-            self.relay._from_driver(type_id, flags, seq, payload)
-        self.relay.flush_clients()
+            core.from_driver(type_id, flags, seq, payload)
+        core.flush_clients()
 
     def _fail(self, reason: str) -> None:
         if not self.hello.done():
@@ -558,19 +375,21 @@ class RelayHandler(tornado.websocket.WebSocketHandler):
 
     def prepare(self) -> None:
         # Before the upgrade: no token, no WebSocket.
-        if not self.relay.authorized(self.request.headers, self.get_query_argument("token", None)):
+        if not self.relay.core.authorized(self.request.headers,
+                                          self.get_query_argument("token", None)):
             log.warning("relay refused %s: missing or wrong token", self.request.remote_ip)
             raise tornado.web.HTTPError(403)
 
     def check_origin(self, origin: str) -> bool:
-        ok = self.relay.origin_allowed(origin, self.request.headers.get("Host", ""))
+        ok = self.relay.core.origin_allowed(origin, self.request.headers.get("Host", ""))
         if not ok:
             log.warning("relay refused %s: origin %s is not allowed", self.request.remote_ip, origin)
         return ok
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
-        self.client = self.relay.add_client(self, self.request.remote_ip or "?")
+        self.client = _Client(self.relay.core, self, self.request.remote_ip or "?")
+        self.relay.core.add_client(self.client)
 
     def on_message(self, message: str | bytes) -> None:
         client = self.client
@@ -579,25 +398,10 @@ class RelayHandler(tornado.websocket.WebSocketHandler):
         if isinstance(message, str):
             self.close(1003, "text messages are not part of the protocol")
             return
-        try:
-            frames = client.reader.feed(message)
-        except FrameError as e:
-            client.send_control(protocol.pack_error(e.code, str(e), e.seq))
-            self.close(1007, str(e)[:120])
-            return
-        if client.reader.pending:
-            self.close(1007, "a binary message must hold whole frames")
-            return
-        for type_id, flags, seq, payload in frames:
-            if type_id == _ERROR:
-                code, text = protocol.parse_error(payload) if len(payload) >= 4 else (0, "")
-                log.warning("relay client %d sent ERROR %d: %s", client.stats.id, code, text[:200])
-            elif flags:
-                client.send_control(protocol.pack_error(
-                    ErrorCode.BAD_REQUEST, f"requests must have flags 0, got 0x{flags:02x}", seq, _REPLY))
-            else:
-                self.relay.forward(client, type_id, seq, payload)
+        why = client.received(message)
+        if why is not None:
+            self.close(1007, why)
 
     def on_close(self) -> None:
         if self.client is not None:
-            self.relay.remove_client(self.client, self.close_code, self.close_reason)
+            self.relay.core.remove_client(self.client, self.close_code, self.close_reason)

@@ -1,10 +1,10 @@
-# cstruct_engine.pxd -- what generated struct modules cimport from the cstruct engine.
+# engine.pxd -- what generated struct modules cimport from the cstruct engine.
 #
-# The engine (cstruct_engine.pyx, compiled once with the package) holds what all struct classes
+# The engine (engine.pyx, compiled once with the package) holds what all struct classes
 # share: the field descriptors, bytes/buffer/== of a struct object, and the setup that turns a
 # module's compiled tables into class attributes. A generated class declares the three attributes
-# of cb_obj_t first (the head the engine works on), then its C struct; it adds a typed constructor
-# and unpack, and one-line slot methods calling the functions below.
+# of cb_obj_t first (the head the engine works on), then its C struct, and a typed constructor
+# using the C helpers below; setup_class installs everything else.
 
 from cpython.object cimport PyObject
 
@@ -49,9 +49,6 @@ cdef extern from "cstruct_engine.h":
     object cb_new(object type)
 
 
-cdef int sb_getbuffer(object obj, Py_buffer *view, int flags) except -1
-cdef bytes sb_bytes(object obj)
-cdef object sb_eq(object obj, object other)
 cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
                      const cb_member_t *table, Py_ssize_t n, cb_info_t *info) except -1
 cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n)

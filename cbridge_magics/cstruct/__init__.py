@@ -16,7 +16,7 @@ The engine of ``%%cstruct``, for plain Python too::
     Command.size, Command.dtype        # numpy structured dtype: np.frombuffer(buf, Command.dtype)
     Command.__layout__                 # {"name", "size", "align", "fields": [{name, offset, size, ctype, count}]}
 
-Classes (one per struct or union; see cstruct_codegen for how they are built):
+Classes (one per struct or union; see codegen for how they are built):
 
 - ``Cls(**fields)``: keyword-only construction, fields not given (or given as None) are zero.
 - attributes for every field: integers (range-checked, never floats), floats, bools, ``char``
@@ -29,15 +29,15 @@ Classes (one per struct or union; see cstruct_codegen for how they are built):
 - final (no subclasses) and unhashable (mutable); a field named like a class attribute (``size``)
   is that attribute on the class and the field on an instance.
 
-Modules: cstruct_parse (gcc -E + pycparser -> model), cstruct_codegen (model -> Cython),
-cstruct_build (cache, Cython, gcc, load), cstruct_engine (compiled: what all classes share),
-cstruct_runtime (import-time setup and slow paths).
+Modules: parse (gcc -E + pycparser -> model), codegen (model -> Cython), build (cache, Cython,
+gcc, load), engine (compiled: what all classes share), runtime (import-time setup and slow paths),
+from_schema (classes built from a driver's HELLO, for types nobody compiled).
 
 ``registry`` maps each struct name to the class most recently compiled under it (every
 ``compile`` updates it). It is the seam for the Bridge, which matches a driver's HELLO types to
 classes by name: ``registry["Command"].__layout__`` is compared with the schema entry.
 
-Builds are cached on disk (see cstruct_build); a cached source loads without Cython or the compiler.
+Builds are cached on disk (see build); a cached source loads without Cython or the compiler.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import cstruct_build
-from .errors import CStructError
+from ..errors import CStructError
+from ..wire.layout import ALL_KEYS, compare
+from . import build as _build
 
 __all__ = ["compile", "compile_header", "clear_cache", "registry", "Definitions",
            "LayoutChangedWarning", "CStructError", "cache_dir"]
@@ -76,7 +77,7 @@ class Definitions(Mapping[str, Any]):
     """
 
     def __init__(self, names: Mapping[str, Any], module: ModuleType,
-                 manifest: cstruct_build.Manifest, cached: bool) -> None:
+                 manifest: _build.Manifest, cached: bool) -> None:
         self._names = dict(names)
         self.module = module
         self.cached = cached
@@ -142,9 +143,9 @@ def compile(  # noqa: A001 - the name the design gives it (cstruct.compile)
     if name is not None and not name.isidentifier():
         raise CStructError(f"module name {name!r} is not a Python identifier")
     dirs = [str(Path(d).resolve()) for d in include_dirs] + [os.getcwd()]
-    req = cstruct_build.Request(source, filename, int(first_line), _split_flags(cflags),
+    req = _build.Request(source, filename, int(first_line), _split_flags(cflags),
                                 tuple(dict.fromkeys(dirs)), name)
-    module, manifest, cached = cstruct_build.obtain(req, force=force)
+    module, manifest, cached = _build.obtain(req, force=force)
     defs = Definitions(module.__cstruct__, module, manifest, cached)
     if verbose:
         log.info("cstruct: %s %s (%s)%s", filename, "loaded from the cache" if cached else
@@ -179,38 +180,20 @@ def compile_header(
 
 def clear_cache() -> int:
     """Empty the build cache (modules loaded in this process keep working); returns the entry count."""
-    return cstruct_build.clear_cache()
+    return _build.clear_cache()
 
 
 def cache_dir() -> Path:
     """Where builds are cached: $CBRIDGE_CACHE_DIR, else $XDG_CACHE_HOME/cbridge, else ~/.cache/cbridge."""
-    return cstruct_build.cstruct_dir()
-
-
-def _layout_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    changes = []
-    for key in ("size", "align"):
-        if old.get(key) != new.get(key):
-            changes.append(f"{key} {old.get(key)} -> {new.get(key)}")
-    ofields = {f["name"]: f for f in old.get("fields", [])}
-    nfields = {f["name"]: f for f in new.get("fields", [])}
-    for fname, f in nfields.items():
-        o = ofields.get(fname)
-        if o is None:
-            changes.append(f"field {fname} added")
-            continue
-        for key in ("offset", "size", "ctype", "count"):
-            if o[key] != f[key]:
-                changes.append(f"{fname}.{key} {o[key]} -> {f[key]}")
-    changes += [f"field {fname} removed" for fname in ofields if fname not in nfields]
-    return changes
+    return _build.cstruct_dir()
 
 
 def _register(defs: Definitions) -> None:
     for cname, cls in defs.classes.items():
         old = registry.get(cname)
         if old is not None and old is not cls:
-            changes = _layout_changes(old.__layout__, cls.__layout__)
+            changes = [d.as_change() for d in
+                       compare(old.__layout__, cls.__layout__, keys=ALL_KEYS, align=True)]
             if changes:
                 warnings.warn(LayoutChangedWarning(
                     f"struct {cname} has a new layout ({'; '.join(changes)}); objects made "

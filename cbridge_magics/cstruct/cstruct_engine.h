@@ -2,8 +2,9 @@
  *
  * Scalar fields are read and written here, by kind, with compile-time offset, size and
  * signedness from the generated module's tables; memcpy makes packed (unaligned) fields safe
- * and compiles to a plain load or store. Included by cstruct_engine.pyx and by each module
- * cbridge_magics.cstruct_codegen generates.
+ * and compiles to a plain load or store. Included by engine.pyx and by each module
+ * cbridge_magics.cstruct.codegen generates. (Its name is long on purpose: it is found on the
+ * include path of user declarations, where a plain "engine.h" could be theirs.)
  */
 #ifndef CBRIDGE_CSTRUCT_ENGINE_H
 #define CBRIDGE_CSTRUCT_ENGINE_H

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .cstruct_runtime import struct_repr
-from .errors import ProtocolError
+from ..errors import ProtocolError
+from .runtime import struct_repr
 
 # The numpy spelling of the C types a schema names; anything else is kept as raw bytes.
 _NUMPY_OF_CTYPE = {

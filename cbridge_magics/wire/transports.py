@@ -18,8 +18,8 @@ import socket
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ..errors import DriverUnavailable, ProtocolError
 from ._wire import FrameError, FrameReader
-from .errors import DriverUnavailable, ProtocolError
 
 Frame = tuple[int, int, int, bytes]
 

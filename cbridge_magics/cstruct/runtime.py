@@ -1,7 +1,7 @@
 """Run-time support of the struct classes: import-time setup and the paths Python is fast enough for.
 
 The hot paths (constructor, field access, bytes, unpack) are compiled: the constructor into each
-generated module, the rest into cstruct_engine. What is here runs once per class at import
+generated module, the rest into the engine. What is here runs once per class at import
 (``finish``: the compiler's tables -> ``__layout__``, numpy dtype, padding map, array views) or on
 paths where Python is fast enough (repr, to_dict, pickling, coercions, error messages).
 
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import CStructError
+from ..errors import CStructError
 
 # (name, kind, ctype, nested class or None, overlaps another field)
 FieldSpec = tuple[str, str, str, Any, bool]
@@ -275,7 +275,7 @@ def unpickle(module: str, name: str, data: bytes) -> Any:
         try:
             mod = importlib.import_module(module)
         except ImportError:
-            from .cstruct_build import load_by_module_name
+            from .build import load_by_module_name
 
             mod = load_by_module_name(module)
     return getattr(mod, name).unpack(data)

@@ -1,4 +1,4 @@
-"""Types of cbridge_magics.cstruct_engine (compiled); see cstruct_engine.pyx."""
+"""Types of cbridge_magics.cstruct.engine (compiled); see engine.pyx."""
 
 from typing import Any
 

@@ -1,0 +1,233 @@
+"""``%cbridge``: connect to a driver, send commands, plot its stream, serve it to others.
+
+The subcommands and their options are declared in ``commands``; this class holds the state (the
+Bridge, the plots) and turns each subcommand into calls on the Bridge, printing what they return.
+
+    %cbridge connect unix:///tmp/cbridge-demo.sock
+    %cbridge help plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from .. import cstruct
+from . import commands
+from .thread_log import ThreadLog
+
+
+class _Names(Mapping):
+    """The names a %cbridge send expression sees: the notebook's, then the driver's types."""
+
+    def __init__(self, user_ns: Mapping[str, Any], types: Mapping[str, type]) -> None:
+        self.user_ns, self.types = user_ns, types
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.user_ns:
+            return self.user_ns[name]
+        return self.types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.types, **self.user_ns})
+
+    def __len__(self) -> int:
+        return len({**self.types, **self.user_ns})
+
+
+@magics_class
+class CBridgeMagics(Magics):
+    """``%cbridge COMMAND``: connect to a driver, send commands, plot its stream, serve it to
+    others. ``%cbridge?`` or ``%cbridge help`` lists the subcommands with their options."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.bridge: Any = None
+        self.plots: dict[str, Any] = {}
+        self.thread_log = ThreadLog()
+        logging.getLogger("cbridge_magics").addHandler(self.thread_log)
+        shell.events.register("post_run_cell", self._report_thread_messages)
+
+    # --- life --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every plot and the bridge. Safe to call twice."""
+        for plot in list(self.plots.values()):
+            plot.stop()
+        self.plots.clear()
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+
+    def unload(self) -> None:
+        self.close()
+        logging.getLogger("cbridge_magics").removeHandler(self.thread_log)
+        try:
+            self.shell.events.unregister("post_run_cell", self._report_thread_messages)
+        except ValueError:
+            pass
+
+    def _report_thread_messages(self, _result: Any = None) -> None:
+        lines = self.thread_log.drain()
+        if lines:
+            print("cbridge (background):\n  " + "\n  ".join(lines), file=sys.stderr)
+
+    def _need_bridge(self) -> Any:
+        if self.bridge is None:
+            raise UsageError("not connected: %cbridge connect unix:///path/to.sock first")
+        return self.bridge
+
+    # --- the magic ---------------------------------------------------------------------------
+
+    @line_magic
+    def cbridge(self, line: str) -> Any:
+        command, _, rest = line.strip().partition(" ")
+        if command == "send" and rest.strip() not in ("-h", "--help"):
+            return self._send(*commands.split_send(rest))
+        if not command:
+            raise UsageError(f"%cbridge needs a subcommand: {', '.join(commands.NAMES)} "
+                             "(see %cbridge help)")
+        args = commands.parse(line)
+        return getattr(self, f"_{args.command}")(args)
+
+    def _help(self, args: argparse.Namespace) -> None:
+        print(commands.help_text(args.topic))
+
+    def _connect(self, args: argparse.Namespace) -> None:
+        if args.history < 0:
+            raise UsageError("--history must be >= 0")
+        from ..bridge import connect
+
+        try:
+            b = connect(args.url, history=args.history, reconnect=not args.no_reconnect,
+                        timeout=args.timeout, token=args.token)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        self.close()  # connecting again replaces the old connection, once the new one stands
+        report = b.match(cstruct.registry.values())
+        b.register(*report.matching)  # the compiled classes encode and decode from here on
+        self.bridge = b
+        self.shell.push({args.name: b})
+        s = b.schema
+        print(f"connected to {s.driver} {s.driver_version} at {b.name} (as {args.name})")
+        print(textwrap.indent(str(report), "  "))
+
+    def _status(self, _args: argparse.Namespace) -> None:
+        b = self.bridge
+        if b is None:
+            print("cbridge: not connected")
+            return
+        st = b.stats()
+        print(f"cbridge: {st['state']} to {st['url']} ({st['driver']}), reconnects {st['reconnects']}")
+        if st["last_error"]:
+            print(f"  last error: {st['last_error']}")
+        checks = b.match(cstruct.registry.values()).by_name() if b.schema else {}
+        for name, counts in st["types"].items():
+            print(f"  {name:<20} {counts['records']:>12,} records {counts['frames']:>10,} frames"
+                  f"  {checks.get(name, '')}")
+        print(f"  stream frames dropped for this reader (as told by the other end): "
+              f"{st['dropped_frames']}; gaps seen: {st['stream_gaps']}; "
+              f"refused sends: {st['refused_sends']}; pending requests: {st['pending']}")
+        for plot in self.plots.values():
+            print(f"  plot {plot!r}")
+        for relay in b.relays:
+            print(f"  serving ws://{relay.host}:{relay.port}/ (driver link "
+                  f"{'up' if relay.driver_connected else 'DOWN'}), {len(relay.clients)} clients")
+            clients = [(c, "") for c in relay.client_stats()]
+            clients += [(c, " (left)") for c in relay.closed_clients]
+            for c, left in clients:
+                print(f"    client {c.id} from {c.peer}{left}: {c.delivered:,} stream frames "
+                      f"delivered, {c.dropped:,} dropped, {c.queued_bytes / 2**20:.1f} MiB queued, "
+                      f"{c.requests:,} requests")
+
+    def _send(self, no_reply: bool, timeout: float, expr: str) -> Any:
+        b = self._need_bridge()
+        try:
+            # the notebook's names first, then the driver's types (schema-built when no %%cstruct
+            # declared them), so Command(op=0) works right after connecting
+            obj = eval(expr, self.shell.user_ns, _Names(self.shell.user_ns, b.types))  # noqa: S307
+        except Exception as e:
+            hint = f" (the driver's types: {', '.join(b.types)})" if isinstance(e, NameError) else ""
+            raise UsageError(f"cannot evaluate {expr!r}: {type(e).__name__}: {e}{hint}") from None
+        if not hasattr(type(obj), "__layout__"):
+            raise UsageError(f"{expr} is of type {type(obj).__name__}, not a struct instance")
+        if no_reply:
+            seq = b.send(obj)
+            print(f"sent {type(obj).__name__} (seq {seq})")
+            return None
+        return b.request(obj, timeout=timeout)
+
+    def _plot(self, args: argparse.Namespace) -> Any:
+        if args.stop is not None:
+            if args.specs:
+                raise UsageError("--stop takes a plot id, not TYPE.FIELD")
+            ids = list(self.plots) if args.stop == "all" else [args.stop]
+            for pid in ids:
+                plot = self.plots.pop(pid, None)
+                if plot is None:
+                    raise UsageError(f"no plot {pid!r} (running: {', '.join(self.plots) or 'none'})")
+                plot.stop()
+            return None
+        if not args.specs:
+            raise UsageError("%cbridge plot needs TYPE.FIELD, e.g. %cbridge plot Telemetry.samples")
+        from ..live import LivePlot
+
+        try:
+            plot = LivePlot(self._need_bridge(), args.specs, window=args.window, fps=args.fps,
+                            title=args.title)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        plot.start()
+        self.plots[plot.id] = plot
+        return None
+
+    def _serve(self, args: argparse.Namespace) -> None:
+        b = self._need_bridge()
+        if args.stop:
+            stopped = b.stop_serving()
+            for relay in stopped:
+                print(f"cbridge: stopped serving ws://{relay.host}:{relay.port}/")
+            if not stopped:
+                print("cbridge: not serving")
+            return
+        if not 0 <= args.port <= 65535:
+            raise UsageError("--port must be 0..65535")
+        from ..errors import CBridgeError
+
+        try:
+            relay = b.serve(host=args.host, port=args.port, token=args.token,
+                            allowed_origins=args.allow_origin)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        except CBridgeError as e:
+            raise UsageError(f"cannot serve: {e}") from None
+        print(f"cbridge: serving {b.name} to remote notebooks at\n  {relay.url}\n"
+              "(anyone with this URL can drive the instrument: share it like a password)")
+
+    def _wait(self, args: argparse.Namespace) -> None:
+        if args.seconds < 0:
+            raise UsageError("wait takes a number of seconds >= 0")
+        # Short sleeps: Ctrl-C (a kernel interrupt) lands at once, in this thread only.
+        deadline = time.monotonic() + args.seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+
+    def _disconnect(self, _args: argparse.Namespace) -> None:
+        if self.bridge is None and not self.plots:
+            print("cbridge: not connected")
+            return
+        url = self.bridge.name if self.bridge is not None else ""
+        self.close()
+        print(f"cbridge: disconnected from {url}")
+
+
+# %cbridge? shows the same help as %cbridge help, from the same declarations.
+CBridgeMagics.cbridge.__doc__ = commands.help_text()

@@ -1,0 +1,161 @@
+"""The subcommands of ``%cbridge``, declared once: the same declarations parse a line, answer
+``%cbridge?`` and ``%cbridge help COMMAND`` (or ``%cbridge COMMAND --help``), and name the
+defaults that usage errors quote.
+
+    args = parse("connect unix:///tmp/cbridge-demo.sock --as b")    # argparse.Namespace
+    print(help_text("plot"))
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.utils.process import arg_split
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    examples: tuple[str, ...]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+
+
+def _connect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", help="unix:///path/to.sock (the driver) or ws://host:port/?token=... "
+                               "(a relay)")
+    p.add_argument("--token", help="the relay's token, if not in the URL")
+    p.add_argument("--as", dest="name", default="bridge", help="name of the Bridge in the notebook "
+                                                               "(default: bridge)")
+    p.add_argument("--history", type=int, default=100_000,
+                   help="records kept per streamed type (default: 100000)")
+    p.add_argument("--no-reconnect", action="store_true", help="do not reconnect when the driver goes")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for the driver's HELLO (default: 5)")
+
+
+def _send(p: argparse.ArgumentParser) -> None:
+    # Parsed by split_send (the expression may hold anything); declared here for the help.
+    p.add_argument("--no-reply", action="store_true", help="send without waiting for the reply")
+    p.add_argument("--timeout", type=float, default=1.0,
+                   help="seconds to wait for the reply (default: 1)")
+    p.add_argument("expr", metavar="EXPR", help="a struct instance; options go before it")
+
+
+def _plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="*", metavar="TYPE.FIELD", help="what to plot; an array field "
+                                                                   "is flattened in time order")
+    p.add_argument("--window", type=int, default=2000, help="values shown per series (default: 2000)")
+    p.add_argument("--fps", type=float, default=10.0, help="most updates a second (default: 10)")
+    p.add_argument("--title", help="the plot's title")
+    p.add_argument("--stop", nargs="?", const="all", metavar="ID", help="stop one plot, or all")
+
+
+def _serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    p.add_argument("--port", type=int, default=0, help="port (default: 0, a free one)")
+    p.add_argument("--token", help="the token clients must give (default: a random one)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="an Origin allowed besides same-origin (repeatable)")
+    p.add_argument("--stop", action="store_true", help="stop serving")
+
+
+def _wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("seconds", type=float, help="how long to keep the cell open")
+
+
+def _help(p: argparse.ArgumentParser) -> None:
+    p.add_argument("topic", nargs="?", metavar="COMMAND", help="the subcommand to explain")
+
+
+COMMANDS = (
+    Command("connect", "connect to a driver (or a relay) and bind the Bridge in the notebook",
+            ("%cbridge connect unix:///tmp/cbridge-demo.sock",
+             "%cbridge connect ws://host:8765/ --token T --as remote"), _connect),
+    Command("status", "the link, records and drops per type, plots, relay clients",
+            ("%cbridge status",)),
+    Command("send", "send a struct instance and show the typed reply",
+            ("%cbridge send Command(op=DEMO_OP_GET_STATUS)",
+             "%cbridge send --no-reply Command(op=DEMO_OP_STOP)"), _send),
+    Command("plot", "live plot of streamed fields in this cell's output",
+            ("%cbridge plot Telemetry.samples --window 25600 --fps 10",
+             "%cbridge plot --stop"), _plot),
+    Command("serve", "serve the driver to remote notebooks over a WebSocket; prints the URL",
+            ("%cbridge serve --port 8765", "%cbridge serve --stop"), _serve),
+    Command("wait", "keep the cell open while plots update (headless runs)",
+            ("%cbridge wait 3",), _wait),
+    Command("disconnect", "stop every thread cbridge started and close the link",
+            ("%cbridge disconnect",)),
+    Command("help", "this help, or one subcommand's", ("%cbridge help plot",), _help),
+)
+NAMES = tuple(c.name for c in COMMANDS)
+
+
+def _build() -> tuple[MagicArgumentParser, dict[str, argparse.ArgumentParser]]:
+    # add_help=False everywhere: argparse's -h would exit the kernel's process; help is ours.
+    parser = MagicArgumentParser(prog="%cbridge", add_help=False)
+    sub = parser.add_subparsers(dest="command", parser_class=MagicArgumentParser, metavar="COMMAND")
+    subs = {}
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, add_help=False, help=c.summary, description=c.summary,
+                           epilog="examples:\n" + "\n".join(f"  {e}" for e in c.examples),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        c.arguments(p)
+        subs[c.name] = p
+    return parser, subs
+
+
+PARSER, SUBPARSERS = _build()
+
+
+def help_text(topic: str | None = None) -> str:
+    """Help for one subcommand, or for all of them."""
+    if topic is not None:
+        if topic not in SUBPARSERS:
+            raise UsageError(f"%cbridge has no subcommand {topic!r} (it has {', '.join(NAMES)})")
+        return SUBPARSERS[topic].format_help()
+    parts = ["%cbridge COMMAND [options]: drive a C program from the notebook.", ""]
+    parts += [f"  {c.name:<11} {c.summary}" for c in COMMANDS]
+    parts += ["", "The Bridge is bound in the notebook as `bridge` (or --as NAME); its API covers "
+                  "what the", "magics do not: bridge.request(obj), bridge.history('Telemetry'), ...",
+              ""]
+    parts += [SUBPARSERS[c.name].format_help() for c in COMMANDS if c.name != "help"]
+    return "\n".join(parts)
+
+
+def parse(line: str) -> argparse.Namespace:
+    """A %cbridge line (not send) -> its arguments; UsageError on bad use."""
+    # POSIX splitting, so --title "two words" arrives without its quotes.
+    words = arg_split(line, posix=True)
+    if words and words[0] in SUBPARSERS and ("-h" in words[1:] or "--help" in words[1:]):
+        return argparse.Namespace(command="help", topic=words[0])
+    return PARSER.parse_args(words)
+
+
+def split_send(rest: str) -> tuple[bool, float, str]:
+    """``[--no-reply] [--timeout S] EXPR``: options come first; the rest of the line is EXPR as typed."""
+    no_reply = False
+    timeout: Any = SUBPARSERS["send"].get_default("timeout")
+    while True:
+        head, _, tail = rest.strip().partition(" ")
+        if head == "--no-reply":
+            no_reply, rest = True, tail
+        elif head == "--timeout":
+            value, _, rest = tail.strip().partition(" ")
+            try:
+                timeout = float(value)
+            except ValueError:
+                raise UsageError(f"--timeout takes seconds, not {value!r}") from None
+            if timeout <= 0:
+                raise UsageError("--timeout must be positive")
+        elif head.startswith("--timeout="):
+            return split_send(f"--timeout {head.partition('=')[2]} {tail}")
+        else:
+            break
+    if not rest.strip():
+        raise UsageError("%cbridge send needs an expression, e.g. %cbridge send Command(op=0)")
+    return no_reply, timeout, rest.strip()
