@@ -1,8 +1,9 @@
 """Live plots of streamed fields, drawn off the main thread and pushed through one display.
 
-A LivePlot subscribes to a Bridge, keeps the latest ``window`` values of each field in a bounded
-buffer, and has a render thread redraw a pyplot-free Figure with Agg at most ``fps`` times a second,
-only when new data arrived, and once more when it stops, so the last data always gets a frame.
+A LivePlot reads the Bridge's history of each type (the one ring every consumer reads; the plot
+keeps no copy of its own) and has a render thread redraw a pyplot-free Figure with Agg at most
+``fps`` times a second, only when the history's total count says new data arrived, and once more
+when it stops, so the last data always gets a frame.
 The display itself is created on the calling (main) thread; the render thread only updates it.
 
     plot = LivePlot(bridge, ["Telemetry.samples"], window=2000, fps=10)
@@ -33,30 +34,22 @@ _live: "weakref.WeakSet[LivePlot]" = weakref.WeakSet()
 
 
 class _Series:
-    """The latest values of one TYPE.FIELD, fed by the reader thread, read by the render thread."""
+    """One TYPE.FIELD: where its values are in the Bridge's history, and what the plot last drew."""
 
-    def __init__(self, spec: str, type_name: str, field: str, window: int) -> None:
+    def __init__(self, spec: str, type_name: str, field: str, per_record: int, window: int) -> None:
         self.spec, self.type_name, self.field = spec, type_name, field
-        self.values = np.zeros(window)
-        self.count = 0  # values ever received: the x of the newest one is count - 1
-        self.unsubscribe: Callable[[], None] | None = None
+        self.per_record = per_record  # values one record holds (an array field's element count)
+        self.window = window
+        self.records = -(-window // per_record)  # records that hold the window's values
+        self.drawn = -1  # the history's total at the last frame
 
-    def append(self, records: np.ndarray) -> None:
+    def snapshot(self, bridge: Any) -> tuple[np.ndarray, np.ndarray, int]:
+        """The x (value index) and y of the latest ``window`` values, and the history's total."""
+        records, total = bridge.history_of(self.type_name).snapshot(self.records)
         # An array field is flattened in time order: record by record, element by element.
-        new = np.asarray(records[self.field], dtype=np.float64).reshape(-1)
-        w = len(self.values)
-        if len(new) >= w:
-            self.values[:] = new[-w:]
-        else:
-            self.values[:-len(new)] = self.values[len(new):]
-            self.values[-len(new):] = new
-        self.count += len(new)
-
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        n = min(self.count, len(self.values))
-        y = self.values[len(self.values) - n:].copy()
-        x = np.arange(self.count - n, self.count)
-        return x, y
+        y = np.asarray(records[self.field], dtype=np.float64).reshape(-1)[-self.window:]
+        count = total * self.per_record  # values ever received: the x of the newest is count - 1
+        return np.arange(count - len(y), count), y, total
 
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,18 +112,22 @@ class LivePlot:
             dtype = cls.dtype
             if field not in (dtype.names or ()):
                 raise ValueError(f"{type_name} has no field {field!r} (it has {', '.join(dtype.names)})")
-            if not np.issubdtype(dtype.fields[field][0].base, np.number):
+            ftype = dtype.fields[field][0]
+            if not np.issubdtype(ftype.base, np.number):
                 raise ValueError(f"{spec} is not numeric, so it cannot be plotted")
-            self.series.append(_Series(spec, type_name, field, window))
+            series = _Series(spec, type_name, field, max(1, int(np.prod(ftype.shape))), window)
+            kept = bridge.history_of(type_name).capacity
+            if kept < series.records:
+                raise ValueError(f"a window of {window} values of {spec} needs {series.records} "
+                                 f"records, and the bridge keeps {kept} of {type_name} (connect "
+                                 "with a larger history, or plot a shorter window)")
+            self.series.append(series)
         self.frames = 0  # images pushed to the display
         self.errors = 0
         self._size, self._dpi = size, dpi
         self._display = display
         self._handle: Any = None
         self.last_png: bytes | None = None  # the image shown last
-        # The reader thread appends and the render thread snapshots; the lock keeps both whole.
-        self._lock = threading.Lock()
-        self._dirty = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fig: Any = None
@@ -154,11 +151,16 @@ class LivePlot:
             ax.legend(loc="upper left")
         self._ax, self._fig = ax, fig
 
+    def _fresh(self) -> bool:
+        """Whether any series' history has records the last frame did not show."""
+        try:
+            return any(self.bridge.history_of(s.type_name).total != s.drawn for s in self.series)
+        except KeyError:  # the driver came back without this type: nothing new to draw
+            return False
+
     def _png(self) -> bytes:
-        with self._lock:
-            data = [s.snapshot() for s in self.series]
-            self._dirty = False
-        for line, (x, y) in zip(self._lines, data):
+        for s, line in zip(self.series, self._lines):
+            x, y, s.drawn = s.snapshot(self.bridge)
             line.set_data(*decimate(x, y, self._buckets))
         self._ax.relim()
         self._ax.autoscale_view()
@@ -192,8 +194,6 @@ class LivePlot:
         self._make_figure()
         self.last_png = self._png()
         self._handle = show(Image(data=self.last_png, format="png"), display_id=True)
-        for s in self.series:
-            s.unsubscribe = self.bridge.subscribe(s.type_name, self._feeder(s))
         _live.add(self)
         # A fresh Context: the thread must not carry the contextvars (the parent cell) of this one.
         self._thread = threading.Thread(
@@ -202,20 +202,13 @@ class LivePlot:
         self._thread.start()
         return self
 
-    def _feeder(self, series: _Series) -> Callable[[np.ndarray], None]:
-        def feed(records: np.ndarray) -> None:
-            with self._lock:
-                series.append(records)
-                self._dirty = True
-        return feed
-
     def _run(self) -> None:
         interval = 1.0 / self.fps
         next_frame = time.monotonic()
         while True:
             # Waiting out the interval is what bounds the update rate, whatever the data rate.
             stopping = self._stop.wait(max(0.0, next_frame - time.monotonic()))
-            if self._dirty:
+            if self._fresh():
                 next_frame = time.monotonic() + interval
                 try:
                     self._push()
@@ -232,11 +225,7 @@ class LivePlot:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Unsubscribe, draw the last data, stop the render thread. Safe to call twice."""
-        for s in self.series:
-            if s.unsubscribe is not None:
-                s.unsubscribe()
-                s.unsubscribe = None
+        """Draw the last data, stop the render thread. Safe to call twice."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():

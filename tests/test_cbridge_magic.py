@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -108,9 +109,45 @@ def test_connect_send_status_plot_disconnect(connected, capsys):
     out = capsys.readouterr().out
     assert "connected to" in out and "Telemetry" in out and "LivePlot p" in out
     assert plot.frames >= 2
+    ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_STOP)")
     ip.run_line_magic("cbridge", f"plot --stop {plot.id}")
     assert not plot.running and magics.plots == {}
-    ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_STOP)")
+    # One ring: the plot read the bridge's history (no subscription, no copy of its own), and its
+    # last frame showed the history up to its last record.
+    history = b.history_of("Telemetry")
+    assert b._types.subscribers["Telemetry"] == []
+    assert [s.drawn for s in plot.series] == [history.total, history.total] and history.total > 0
+    x, y, _ = plot.series[0].snapshot(b)
+    assert x[-1] == history.total * 64 - 1
+    assert np.array_equal(y[-64:], history.latest(1)["samples"][0].astype(np.float64))
+
+
+def test_plot_window_larger_than_the_history_is_refused(ip, driver):
+    ip.run_line_magic("cbridge", f"connect {driver.url} --history 10")
+    try:
+        with pytest.raises(UsageError, match="needs 32 records, and the bridge keeps 10"):
+            ip.run_line_magic("cbridge", "plot Telemetry.samples --window 2000")
+    finally:
+        ip.run_line_magic("cbridge", "disconnect")
+
+
+def test_help_comes_from_the_declarations(ip, capsys):
+    from cbridge_magics.magics import commands
+
+    doc = ip.magics_manager.magics["line"]["cbridge"].__doc__
+    for c in commands.COMMANDS:
+        assert c.summary in doc and all(e in doc or c.name == "help" for e in c.examples)
+    assert "--window WINDOW" in doc and "values shown per series (default: 2000)" in doc
+    ip.run_line_magic("cbridge", "help plot")
+    plot_help = capsys.readouterr().out
+    assert "usage: %cbridge plot" in plot_help and "--fps FPS" in plot_help
+    assert "connect" not in plot_help
+    ip.run_line_magic("cbridge", "serve --help")
+    assert "usage: %cbridge serve" in capsys.readouterr().out
+    ip.run_line_magic("cbridge", "send --help")
+    assert "--no-reply" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="has no subcommand 'nope'"):
+        ip.run_line_magic("cbridge", "help nope")
 
 
 def test_layout_mismatch_is_reported_and_refused(ip, driver, capsys):
