@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.cbridge-installed
 DRIVER := c_driver/build/cbridge-demo-driver
 PYTEST_ARGS ?=
 
-.PHONY: all setup driver demo test test-c test-py test-asan bench clean
+.PHONY: all setup driver demo test test-c test-py test-asan house bench clean
 
 all: setup
 
@@ -40,7 +40,12 @@ setup: $(STAMP) driver
 demo: setup
 	$(VPY) -m cbridge_magics.demo --driver $(DRIVER) --out out
 
-test: test-c test-py test-asan
+test: house test-c test-py test-asan
+
+# The package's shape: no import cycle among its modules, no module over its size limit
+# without a reason at its top (tools/house.py says which).
+house: setup
+	$(VPY) tools/house.py
 
 test-c:
 	$(MAKE) -C c_driver test

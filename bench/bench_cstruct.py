@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cbridge_magics.testing import ROOT
+from cbridge_magics.wire.codes import HEADER_FORMAT, MAGIC, VERSION, Flag
+
 HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
-if not HEADER.exists():
-    HEADER = ROOT / "tests" / "data" / "demo_messages.h"
 
 PEER_CELL = """\
 from libc.stdint cimport uint32_t, int32_t, uint64_t
@@ -183,8 +182,9 @@ def stream_figures(ns, frames: int = 4000) -> dict[str, float]:
     payload["count"] = 64
     payload["samples"] = np.sin(np.arange(64))
     body = payload.tobytes()
-    header = struct.Struct("<HBBIII")
-    stream = b"".join(header.pack(0x4243, 1, 2, 258, i, len(body)) + body for i in range(frames))
+    header = struct.Struct(HEADER_FORMAT)
+    stream = b"".join(header.pack(MAGIC, VERSION, Flag.STREAM, 258, i, len(body)) + body
+                      for i in range(frames))
     n = frames * 64
 
     def decode() -> np.ndarray:  # the package's codec: header checks, one memcpy per frame

@@ -8,12 +8,9 @@
 
 from __future__ import annotations
 
-import sys
-
 from common import ROOT, running_driver, table
 
-sys.path.insert(0, str(ROOT / "tests"))
-from kernels import Kernel  # noqa: E402
+from cbridge_magics.testing import Kernel
 
 HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
 CELLS = 300

@@ -3,42 +3,35 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cbridge_magics.testing import ROOT, DriverProcess, demo_driver
+from cbridge_magics.wire.codes import HEADER_FORMAT, MAGIC, VERSION
+
 BUILD = ROOT / "c_driver" / "build"
-DRIVER = BUILD / "cbridge-demo-driver"
+DRIVER = demo_driver()
 C_CLIENT = BUILD / "cbridge-bench-client"
-HEADER = struct.Struct("<HBBIII")
+HEADER = struct.Struct(HEADER_FORMAT)
 COMMAND = struct.Struct("<IIddII")  # the demo's Command, 32 bytes (its layout is checked by the tests)
 
 
 @contextmanager
 def running_driver(*extra: str) -> Iterator[Path]:
-    from cbridge_magics.demo import start_driver
-
     sock = Path(tempfile.mkdtemp(prefix="cbb-")) / "d.sock"
-    proc = start_driver(DRIVER, sock, *extra, quiet=True)
-    try:
+    with DriverProcess(DRIVER, sock, *extra, quiet=True):
         yield sock
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
 
 
 def command_frame(seq: int, op: int, waveform: int = 0, freq: float = 0.0, amp: float = 0.0,
                   rate: int = 0, batch: int = 0) -> bytes:
     payload = COMMAND.pack(op, waveform, freq, amp, rate, batch)
-    return HEADER.pack(0x4243, 1, 0, 256, seq, len(payload)) + payload
+    return HEADER.pack(MAGIC, VERSION, 0, 256, seq, len(payload)) + payload
 
 
 class PlainClient:
@@ -53,12 +46,13 @@ class PlainClient:
 
     def read_frame(self) -> tuple[int, int, bytes]:
         have = 0
-        while have < 16:
-            have += self.sock.recv_into(self.view[have:], 16 - have)
+        n = HEADER.size
+        while have < n:
+            have += self.sock.recv_into(self.view[have:], n - have)
         _m, _v, _f, type_id, seq, length = HEADER.unpack_from(self.buf)
-        while have < 16 + length:
-            have += self.sock.recv_into(self.view[have:], 16 + length - have)
-        return type_id, seq, bytes(self.buf[16:16 + length])
+        while have < n + length:
+            have += self.sock.recv_into(self.view[have:], n + length - have)
+        return type_id, seq, bytes(self.buf[n:n + length])
 
     def round_trip(self, frame: bytes) -> tuple[int, int, bytes]:
         self.sock.sendall(frame)

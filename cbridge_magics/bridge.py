@@ -6,6 +6,10 @@ keeps a bounded history of streamed records per type, calls subscribers, and rec
     b.subscribe("Telemetry", lambda recs: print(len(recs)))
     b.history("Telemetry")["samples"]
     b.close()
+
+This module is over 400 lines because the Bridge is one object whose reader thread, send lock and
+pending-request table share state under rules that read best in one place; what could leave did
+(typemap, history, switch_interval, wire.transports).
 """
 
 from __future__ import annotations

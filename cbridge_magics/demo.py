@@ -13,28 +13,15 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from .testing import DriverProcess
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_driver(binary: Path, sock: Path, *extra: str, quiet: bool = False,
-                 timeout: float = 10.0) -> subprocess.Popen:
-    """Run the driver and wait until its socket exists; ``quiet`` drops its log lines."""
-    proc = subprocess.Popen([str(binary), "--socket", str(sock), *extra],
-                            stderr=subprocess.DEVNULL if quiet else None)
-    deadline = time.monotonic() + timeout
-    while not sock.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"{binary} did not start (exit code {proc.poll()})")
-        time.sleep(0.01)
-    return proc
 
 
 def execute(notebook: Path, out: Path, kernel: str, timeout: int = 180) -> None:
@@ -64,7 +51,7 @@ def execute(notebook: Path, out: Path, kernel: str, timeout: int = 180) -> None:
 def run(driver: Path, notebooks: Path, out: Path, kernel: str) -> list[Path]:
     work = Path(tempfile.mkdtemp(prefix="cbridge-demo-"))
     sock, relay_file, done = work / "driver.sock", work / "relay-url", work / "client-done"
-    proc = start_driver(driver, sock)
+    drv = DriverProcess(driver, sock)
     env = dict(os.environ, CBRIDGE_SOCKET=str(sock), CBRIDGE_RELAY_FILE=str(relay_file),
                CBRIDGE_DEMO_DONE=str(done))
     # The server notebook runs in a process of its own, so both notebooks run at once.
@@ -87,8 +74,7 @@ def run(driver: Path, notebooks: Path, out: Path, kernel: str) -> list[Path]:
     finally:
         if server.poll() is None:
             server.kill()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        drv.stop()
     return [out / f"{stem}{ext}" for stem in ("server", "client")
             for ext in (".ipynb", ".html", "_plot.png")]
 

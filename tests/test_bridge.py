@@ -21,7 +21,7 @@ from cbridge_magics import (
     connect,
 )
 from cbridge_magics.cstruct.from_schema import record_class
-from helpers import wait_for
+from cbridge_magics.testing import wait_for
 
 GET_STATUS, START, STOP, SET_WAVE = 0, 1, 2, 3
 SINE, SQUARE, SAW, NOISE = 0, 1, 2, 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import Kernel
+from cbridge_magics.testing import Kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"

@@ -20,7 +20,7 @@ from cbridge_magics import DriverUnavailable, State, connect
 from cbridge_magics.wire import codes, frames, layout
 from cbridge_magics.wire.hello import parse_hello
 from cbridge_magics.wire._wire import FrameReader
-from helpers import wait_for
+from cbridge_magics.testing import wait_for
 
 HDR = struct.Struct("<HBBIII")
 PING, ERROR, HELLO = 3, 2, 1

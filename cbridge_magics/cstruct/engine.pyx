@@ -1,6 +1,8 @@
 # cython: language_level=3, binding=False, embedsignature=False, auto_pickle=False
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """The compiled part every cstruct class shares (built once with the package, or into the cache).
+(Over 400 lines because it is one compilation unit on purpose: its slots, descriptors and the
+metaclass's C call path share private C declarations that a split would have to export.)
 
 A generated module declares, per struct, a final cdef class that starts with the three attributes
 of cb_obj_t (the head this engine works on) followed by the C struct as its storage, with a typed

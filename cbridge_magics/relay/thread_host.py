@@ -29,79 +29,20 @@ from typing import Any, Sequence
 
 import tornado.web
 import tornado.websocket
-from tornado.iostream import StreamClosedError
 
 from ..errors import CBridgeError, DriverUnavailable, ProtocolError
 from ..wire._wire import FrameError, FrameReader
 from ..wire.codes import HEADER_SIZE, ControlType
 from ..wire.transports import UnixTransport, transport_for
-from .core import Client, ClientStats, RelayCore
+from .core import ClientStats, RelayCore
+from .tornado_client import TornadoClient
 
 log = logging.getLogger(__name__)
 
 _HELLO = int(ControlType.HELLO)
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-_BINARY = 0x2  # the WebSocket opcode
-# Tornado's frame writer (the public write_message wraps it); checked so that a tornado without it
-# still works, through write_message.
-_WRITE_FRAME = hasattr(tornado.websocket.WebSocketProtocol13, "_write_frame")
 
 __all__ = ["Relay", "ClientStats"]
-
-
-class _Client(Client):
-    """A core client on a tornado WebSocket connection (loop thread only)."""
-
-    def __init__(self, core: RelayCore, handler: Any, peer: str) -> None:
-        super().__init__(core, peer)
-        self.handler = handler
-        self.writing = False  # a message is on its way to the client
-
-    def close(self, code: int, reason: str) -> None:
-        self.handler.close(code, reason)
-
-    def flush(self) -> None:
-        """Write what is queued, a message at a time, until the socket takes no more. Frames from
-        the driver are queued for every client first and flushed together (core.flush_clients),
-        so what came in together leaves in one message, in the same loop turn. A message the
-        socket cannot take at once is waited for before the next one is built, so a slow client's
-        backlog stays in the core's bounded queue."""
-        while not self.writing and not self.closed and self.has_output:
-            data, delivered = self.next_message()
-            try:
-                done = self._write(data)
-            except (tornado.websocket.WebSocketClosedError, StreamClosedError):
-                return  # on_close cleans up
-            if not done.done():
-                self.writing = True
-                done.add_done_callback(lambda fut, n=delivered: self._written(fut, n))
-                return
-            if not self._count_written(done, delivered):
-                return
-
-    def _write(self, data: bytes) -> "asyncio.Future[None]":
-        conn = self.handler.ws_connection
-        if conn is None or conn.is_closing():
-            raise tornado.websocket.WebSocketClosedError()
-        if _WRITE_FRAME:
-            # write_message is this wrapped in a coroutine Task per message: skipping the Task
-            # took about 15 of the 60 us the relay spent on each reply (timed in-process), and
-            # the stream's own future tells when the bytes left just as well.
-            return conn._write_frame(True, _BINARY, data)
-        return self.handler.write_message(data, binary=True)
-
-    def _written(self, fut: "asyncio.Future[None]", delivered: int) -> None:
-        self.writing = False
-        if self._count_written(fut, delivered):
-            self.flush()
-
-    def _count_written(self, fut: "asyncio.Future[None]", delivered: int) -> bool:
-        """Count a finished write's stream frames; False if it failed because the connection is
-        closing (on_close cleans up)."""
-        if fut.cancelled() or fut.exception() is not None:
-            return False
-        self.stats.delivered += delivered
-        return True
 
 
 class Relay:
@@ -371,7 +312,7 @@ class RelayHandler(tornado.websocket.WebSocketHandler):
 
     def initialize(self, relay: Relay) -> None:
         self.relay = relay
-        self.client: _Client | None = None
+        self.client: TornadoClient | None = None
 
     def prepare(self) -> None:
         # Before the upgrade: no token, no WebSocket.
@@ -388,7 +329,7 @@ class RelayHandler(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
-        self.client = _Client(self.relay.core, self, self.request.remote_ip or "?")
+        self.client = TornadoClient(self.relay.core, self, self.request.remote_ip or "?")
         self.relay.core.add_client(self.client)
 
     def on_message(self, message: str | bytes) -> None:

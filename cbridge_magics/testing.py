@@ -1,0 +1,171 @@
+"""Support for tests, benchmarks and demos: a real driver process, a real kernel, and waiting.
+
+One way to start a driver, used by the test suites (tests/conftest.py), the benchmarks (bench/)
+and ``make demo``; it is useful for testing your own driver too:
+
+    with DriverProcess(demo_driver(), "/tmp/t/d.sock", "--out-buffer", "65536") as d:
+        b = connect(d.url)
+    k = Kernel(); k.run("%load_ext cbridge_magics"); k.shutdown()
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent  # the source checkout, when run from one
+
+
+def demo_driver() -> Path:
+    """The demo driver binary: $CBRIDGE_DRIVER (another build of it, such as the ASan one), else
+    the checkout's c_driver/build/cbridge-demo-driver."""
+    return Path(os.environ.get("CBRIDGE_DRIVER") or ROOT / "c_driver" / "build" / "cbridge-demo-driver")
+
+
+class DriverProcess:
+    """A driver started on a socket path; ready (accepting connections) when the constructor
+    returns. ``stop()`` is safe to call twice and returns its exit code. Its stderr goes to
+    ``<socket>.log`` (``log()`` reads it), or nowhere with ``quiet``."""
+
+    def __init__(self, binary: str | os.PathLike[str], sock_path: str | os.PathLike[str], *extra: str,
+                 quiet: bool = False, timeout: float = 10.0) -> None:
+        self.binary = Path(binary)
+        self.path = Path(sock_path)
+        self.log_path = self.path.with_suffix(".log")
+        self._log = open(os.devnull if quiet else self.log_path, "wb")
+        self.proc = subprocess.Popen([str(self.binary), "--socket", str(self.path), *extra],
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.binary.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(str(self.path))
+                return
+            except OSError:
+                time.sleep(0.01)
+        raise RuntimeError(f"{self.binary.name} did not listen on {self.path}:\n{self.log()}")
+
+    def log(self) -> str:
+        """What the driver wrote to stderr so far ("" when started quiet)."""
+        if not self._log.closed:
+            self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> "DriverProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Kernel:
+    """One real kernel process (jupyter_client); ``run(code)`` executes a cell and returns its
+    reply and IOPub messages."""
+
+    def __init__(self, kernel_name: str = "python3", cwd: str | None = None) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        kw = {"cwd": cwd} if cwd else {}
+        self.km, self.kc = start_new_kernel(kernel_name=kernel_name, startup_timeout=60, **kw)
+        self.messages: list[dict[str, Any]] = []  # every IOPub message seen, in order
+
+    def run(self, code: str, timeout: float = 30.0, allow_error: bool = False) -> dict[str, Any]:
+        """Execute ``code``; returns {"reply", "outputs", "stdout", "stderr", "seconds"}."""
+        t0 = time.perf_counter()
+        msg_id = self.kc.execute(code)
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.kc.get_shell_msg(timeout=timeout)
+        seconds = time.perf_counter() - t0
+        outputs = self._drain_until_idle(msg_id, timeout)
+        content = reply["content"]
+        if content["status"] != "ok" and not allow_error:
+            raise AssertionError(f"cell failed: {content.get('ename')}: {content.get('evalue')}\n"
+                                 + "\n".join(content.get("traceback", [])))
+        stdout = "".join(m["content"]["text"] for m in outputs
+                         if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+        stderr = "".join(m["content"]["text"] for m in outputs
+                         if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+        return {"reply": content, "outputs": outputs, "stdout": stdout, "stderr": stderr,
+                "seconds": seconds}
+
+    def _drain_until_idle(self, msg_id: str, timeout: float) -> list[dict[str, Any]]:
+        mine = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.messages.append(msg)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                mine.append(msg)
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return mine
+        raise AssertionError(f"no idle status for {msg_id} within {timeout} s")
+
+    def collect(self, seconds: float) -> list[dict[str, Any]]:
+        """Every IOPub message that arrives in the next ``seconds``."""
+        got = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got.append(self.kc.get_iopub_msg(timeout=left))
+            except queue.Empty:
+                break
+        self.messages.extend(got)
+        return got
+
+    def value(self, expr: str) -> Any:
+        """Evaluate ``expr`` in the kernel and return its repr's literal value."""
+        import ast
+
+        res = self.run(f"print(repr({expr}))")
+        return ast.literal_eval(res["stdout"].strip())
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
