@@ -25,7 +25,6 @@ import tempfile
 import textwrap
 import time
 import timeit
-from pathlib import Path
 
 import numpy as np
 

@@ -24,8 +24,7 @@ import time
 
 from common import ROOT, PlainClient, command_frame, median, running_driver, table
 
-from cbridge_magics.wire import codes, frames, layout
-from cbridge_magics.wire.hello import parse_hello
+from cbridge_magics.wire import frames
 
 BLOCKS, PER_BLOCK = 12, 250
 

@@ -20,7 +20,6 @@ import enum
 import itertools
 import logging
 import random
-import sys
 import threading
 import time
 import weakref

@@ -36,10 +36,10 @@ def _generator() -> tuple[types.ModuleType, types.ModuleType]:
 
 
 def render(header: Path = HEADER) -> str:
-    """The .pyx text for ``header`` (compiled with its own directory on the include path)."""
+    """The .pyx text for ``header`` (its own directory searched for its quoted includes)."""
     parse, codegen = _generator()
     cc = tuple(os.environ.get("CC", "gcc").split())
-    model = parse.parse_file(header, str(header), [f"-I{header.parent}"], cc)
+    model = parse.parse_file(header, str(header), ["-iquote", str(header.parent)], cc)
     return codegen.generate(model, f'#include "{header.name}"', header.name)
 
 

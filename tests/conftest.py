@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from cbridge_magics.testing import DriverProcess, demo_driver
+from cstruct_helpers import API_SOURCE, test_cache_dir
 
 DRIVER = demo_driver()
 
@@ -50,3 +52,20 @@ def start_driver(driver_binary, sock_path):
 @pytest.fixture
 def driver(start_driver) -> DriverProcess:
     return start_driver()
+
+
+@pytest.fixture(scope="module")
+def cstruct_cache() -> Iterator[Path]:
+    """Point the cstruct cache at the suites' private cache for one test module."""
+    path = test_cache_dir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CBRIDGE_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def ns(cstruct_cache):
+    """The definitions of cstruct_helpers.API_SOURCE, compiled (or loaded from the cache)."""
+    from cbridge_magics import cstruct
+
+    return cstruct.compile(API_SOURCE, filename="<api>")

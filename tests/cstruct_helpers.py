@@ -15,11 +15,36 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_HEADER = Path(__file__).resolve().parent.parent / "c_driver" / "include" / "demo_messages.h"
 PYTHON = ROOT / ".venv" / "bin" / "python"
+
+# Declarations that exercise every kind of field and name, compiled once per run (the ``ns``
+# fixture of conftest.py) by the cstruct suites.
+API_SOURCE = r"""
+#include <stdint.h>
+#include <stdbool.h>
+#define N_SAMPLES 8
+#define TWICE (N_SAMPLES * 2)
+#define MASK (1u << 31)
+#define NEG (-5)
+#define BIG 0xFFFFFFFFFFFFFFFFull
+#define WITH_ENUM (MODE_RUN + 10)
+#define PI 3.14159
+#define NAME "frame"
+#define PACKED __attribute__((packed))
+#define LIMIT UINT16_MAX
+enum mode { MODE_IDLE = 0, MODE_RUN = 1 };
+typedef struct { uint16_t id; uint8_t flags; } Header;
+typedef struct { Header h; enum mode mode; double t; float samples[N_SAMPLES]; } Frame;
+typedef struct PACKED { uint8_t a; uint32_t b; } Packed;
+typedef struct { char name[8]; char tags[2][4]; char c; bool ok; Header hs[2]; } Named;
+typedef struct { uint32_t size; uint8_t from; double pack; uint16_t dtype; } Clashes;
+typedef union { int32_t i; float f; uint8_t b[4]; } Word;
+typedef struct { uint8_t a; double d; } Padded;
+typedef struct { const uint32_t magic; int8_t v; } WithConst;
+"""
 
 
 def test_cache_dir() -> Path:
@@ -27,15 +52,6 @@ def test_cache_dir() -> Path:
 
 
 test_cache_dir.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
-@pytest.fixture(scope="module")
-def cstruct_cache() -> Iterator[Path]:
-    """Point the cstruct cache at the suites' private cache for one test module."""
-    path = test_cache_dir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CBRIDGE_CACHE_DIR", str(path))
-        yield path
 
 
 def python_exe() -> str:

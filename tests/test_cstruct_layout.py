@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cbridge_magics import cstruct
-from cstruct_helpers import (build_c_program, c_assignments, c_checks, cstruct_cache,  # noqa: F401
+from cstruct_helpers import (build_c_program, c_assignments, c_checks,
                              matches)
 
 SOURCE = r"""
@@ -159,7 +159,7 @@ class Harness:
 
 
 @pytest.fixture(scope="module")
-def harness(cstruct_cache, tmp_path_factory) -> Harness:  # noqa: F811
+def harness(cstruct_cache, tmp_path_factory) -> Harness:
     return Harness(tmp_path_factory.mktemp("layout"))
 
 

@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from cbridge_magics import cstruct
 from cbridge_magics.errors import CStructError
 from cbridge_magics.magics import CStructMagics
-from cstruct_helpers import DEMO_HEADER, ROOT, cstruct_cache, python_exe  # noqa: F401
+from cstruct_helpers import DEMO_HEADER, ROOT, python_exe
 
 CELL = """\
 #include <stdint.h>
@@ -27,7 +27,7 @@ typedef struct __attribute__((packed)) { uint8_t a; uint32_t b; } Packed;
 
 
 @pytest.fixture(scope="module")
-def ip(cstruct_cache):  # noqa: F811
+def ip(cstruct_cache):
     shell = InteractiveShell.instance()
     shell.register_magics(CStructMagics)
     shell.run_cell_magic("cstruct", "", CELL)
@@ -121,7 +121,7 @@ def test_clear_cache(ip, capsys, monkeypatch, tmp_path: Path) -> None:
     assert ip.user_ns["Cached"](z=3).z == 3
 
 
-def test_through_a_real_kernel(cstruct_cache, tmp_path: Path) -> None:  # noqa: F811
+def test_through_a_real_kernel(cstruct_cache, tmp_path: Path) -> None:
     """Load the magics in a kernel with a code cell, run a %%cstruct cell, use the class."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager

@@ -17,8 +17,7 @@ import pytest
 import websocket
 
 from cbridge_magics import DriverUnavailable, State, connect
-from cbridge_magics.wire import codes, frames, layout
-from cbridge_magics.wire.hello import parse_hello
+from cbridge_magics.wire import frames
 from cbridge_magics.wire._wire import FrameReader
 from cbridge_magics.testing import wait_for
 

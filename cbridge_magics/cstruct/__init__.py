@@ -130,7 +130,9 @@ def compile(  # noqa: A001 - the name the design gives it (cstruct.compile)
     """Compile C declarations into classes; returns every name the source defines.
 
     cflags: extra compiler flags (a string is split like a shell would), also used to preprocess.
-    include_dirs: ``-I`` directories (the current directory is searched last).
+    include_dirs: ``-I`` directories. ``#include "mine.h"`` also finds headers in the current
+    directory (with gcc's ``-iquote``: only for quoted includes, so a stddef.h there never hides
+    the system's ``<stddef.h>``; it comes before include_dirs for quoted includes).
     name: a prefix for the compiled module's name (``%%cstruct -n``).
     force: rebuild even if the cache has this source. verbose: log the compiler's output.
     filename, first_line: how compiler messages name the source and number its first line.
@@ -140,11 +142,20 @@ def compile(  # noqa: A001 - the name the design gives it (cstruct.compile)
         ns = compile("typedef struct { char tag[4]; double v; } Rec;")
         ns.Rec(tag=b"abc", v=1.0).pack()
     """
+    return _compile(source, (), cflags, include_dirs, name, force, verbose, filename, first_line)
+
+
+def _compile(source: str, quote_dirs: Sequence[str | os.PathLike[str]],
+             cflags: str | Sequence[str], include_dirs: Sequence[str | os.PathLike[str]],
+             name: str | None, force: bool, verbose: bool, filename: str,
+             first_line: int) -> Definitions:
+    """``compile`` with directories searched for quoted includes only (before the current one)."""
     if name is not None and not name.isidentifier():
         raise CStructError(f"module name {name!r} is not a Python identifier")
-    dirs = [str(Path(d).resolve()) for d in include_dirs] + [os.getcwd()]
+    quote = [str(Path(d).resolve()) for d in quote_dirs] + [os.getcwd()]
+    dirs = [str(Path(d).resolve()) for d in include_dirs]
     req = _build.Request(source, filename, int(first_line), _split_flags(cflags),
-                                tuple(dict.fromkeys(dirs)), name)
+                         tuple(dict.fromkeys(dirs)), name, tuple(dict.fromkeys(quote)))
     module, manifest, cached = _build.obtain(req, force=force)
     defs = Definitions(module.__cstruct__, module, manifest, cached)
     if verbose:
@@ -164,7 +175,9 @@ def compile_header(
     force: bool = False,
     verbose: bool = False,
 ) -> Definitions:
-    """``compile`` of a header file; its own directory is searched first for its includes.
+    """``compile`` of a header file; its own directory is searched first for its quoted includes
+    (``#include "other.h"``, as a compiler does for the file itself), never for ``<...>`` ones:
+    /usr/include/linux has a stddef.h of its own that must not replace the system's.
 
         ns = compile_header("c_driver/include/demo_messages.h")
         ns.Telemetry.size
@@ -174,8 +187,8 @@ def compile_header(
         text = p.read_text()
     except OSError as e:
         raise CStructError(f"cannot read {p}: {e.strerror}") from None
-    return compile(text, cflags=cflags, include_dirs=[p.resolve().parent, *include_dirs],
-                   name=name, force=force, verbose=verbose, filename=str(p), first_line=1)
+    return _compile(text, [p.resolve().parent], cflags, include_dirs, name, force, verbose,
+                    str(p), 1)
 
 
 def clear_cache() -> int:
@@ -197,5 +210,5 @@ def _register(defs: Definitions) -> None:
             if changes:
                 warnings.warn(LayoutChangedWarning(
                     f"struct {cname} has a new layout ({'; '.join(changes)}); objects made "
-                    "before keep the old one"), stacklevel=3)
+                    "before keep the old one"), stacklevel=4)  # the caller of compile()
         registry[cname] = cls

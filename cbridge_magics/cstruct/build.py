@@ -60,8 +60,11 @@ class Request:
     filename: str                   # the name compiler messages give the source
     first_line: int                 # the line number of the source's first line in messages
     cflags: tuple[str, ...]
-    include_dirs: tuple[str, ...]   # absolute
+    include_dirs: tuple[str, ...]   # absolute; -I: searched for <...> and "..." includes
     name: str | None = None         # module name prefix (-n)
+    # absolute; searched for "..." includes only (-iquote; see cc_flags), so that a folder
+    # holding its own stddef.h (as /usr/include/linux does) never shadows the system's
+    quote_dirs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -158,12 +161,28 @@ def cache_key(req: Request, tc: Toolchain) -> str:
         cython_version = "missing"
     parts = {
         "source": req.source, "filename": req.filename, "first_line": req.first_line,
-        "cflags": req.cflags, "include_dirs": req.include_dirs, "name": req.name,
+        "cflags": req.cflags, "include_dirs": req.include_dirs, "quote_dirs": req.quote_dirs,
+        "name": req.name,
         "python": [sys.version, sys.implementation.cache_tag, tc.ext_suffix, tc.py_include],
         "cython": cython_version, "cc": [tc.cc, tc.identity], "flags": COMPILE_FLAGS,
         "generator": _generator_digest(), "package": _package_version(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def cc_flags(req: Request) -> list[str]:
+    """The include and user flags of every compiler run of ``req``: the three parse passes and
+    the final compile must find the same headers."""
+    quote: list[str] = []
+    for d in req.quote_dirs:
+        # gcc's limits.h includes its syslimits.h with quotes, which then does #include_next
+        # <limits.h>: gcc searches that from the first -iquote dir, so a folder with a limits.h
+        # of its own (/usr/include/linux) would replace the system's even as -iquote. Such a
+        # folder goes after the system's folders instead: its headers are still found, but
+        # those the system also has come from the system.
+        opt = "-idirafter" if os.path.isfile(os.path.join(d, "limits.h")) else "-iquote"
+        quote += [opt, d]
+    return [*quote, *(f"-I{d}" for d in req.include_dirs), *req.cflags]
 
 
 def _sha(path: str) -> str | None:
@@ -289,7 +308,7 @@ def build(req: Request, key: str, tc: Toolchain) -> Manifest:
         header = tmp / SOURCE_HEADER
         escaped = req.filename.replace("\\", "\\\\").replace('"', '\\"')
         header.write_text(f'#line {req.first_line} "{escaped}"\n{req.source}\n')
-        flags = [*(f"-I{d}" for d in req.include_dirs), *req.cflags]
+        flags = cc_flags(req)
         model = parse_file(header, req.filename, flags, tc.cc)
         stages["parse"] = time.perf_counter() - t0
         pyx = tmp / f"{modname}.pyx"
@@ -299,7 +318,8 @@ def build(req: Request, key: str, tc: Toolchain) -> Manifest:
         _cythonize(pyx, c_file, modname)
         stages["cython"] = time.perf_counter() - t
         so = tmp / f"{modname}{tc.ext_suffix}"
-        argv = [*tc.cc, *COMPILE_FLAGS, f"-I{tmp}", *flags, f"-I{PACKAGE_DIR}",
+        # the .c includes SOURCE_HEADER from its own folder (tmp): no search path needed
+        argv = [*tc.cc, *COMPILE_FLAGS, *flags, f"-I{PACKAGE_DIR}",
                 f"-I{tc.py_include}", str(c_file), "-o", str(so)]
         t = time.perf_counter()
         proc = run_cc(argv, "compile")

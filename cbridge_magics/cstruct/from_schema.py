@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ProtocolError
-from .runtime import struct_repr
+from .runtime import byte_array, struct_repr
 
 # The numpy spelling of the C types a schema names; anything else is kept as raw bytes.
 _NUMPY_OF_CTYPE = {
@@ -93,6 +93,9 @@ class SchemaRecord:
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self.dtype.names:
             raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+        current = self._rec[name]
+        if current.ndim:  # an array field: uint8_t/int8_t ones take bytes, as compiled ones do
+            value = byte_array(current, value, f"{type(self).__name__}.{name}")
         self._rec[name] = value
 
     def __eq__(self, other: object) -> bool:

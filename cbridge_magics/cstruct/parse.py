@@ -18,6 +18,7 @@ still defeat pycparser, the system headers' lines are dropped and the usual type
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -496,13 +497,19 @@ def integer_macros(macros: dict[str, str], path: Path, flags: Sequence[str], cc:
                   if body and n.isidentifier() and not n.startswith("__")]
     if not candidates:
         return []
-    probe = path.with_name(path.stem + "-probe.c")
+    # The probe goes to a temporary directory, not next to the header (a read-only folder like
+    # /usr/include, or a source tree that must stay clean). It takes the header by absolute path
+    # with -include rather than an #include line: gcc reads no escapes in an #include name, so
+    # a path with a backslash or a quote could not be spelled there. The header's own quoted
+    # includes still resolve from its folder, and the flags are the other passes' own.
     # -P: no linemarkers (an expansion from a system macro would be split by them); the
     # begin marker finds where the probes start.
-    probe.write_text(f'#include "{path.name}"\n__cb_probes_begin__\n'
-                     + "".join(f"__cb_probe__ {n}\n" for n in candidates))
-    proc = run_cc([*cc, "-E", "-P", *PARSE_DEFINES, *flags, "-I", str(path.parent), "-x", "c",
-                   str(probe)], "expand macros")
+    with tempfile.TemporaryDirectory(prefix="cbridge-probe-") as tmp:
+        probe = Path(tmp) / "probe.c"
+        probe.write_text("__cb_probes_begin__\n"
+                         + "".join(f"__cb_probe__ {n}\n" for n in candidates))
+        proc = run_cc([*cc, "-E", "-P", *PARSE_DEFINES, *flags, "-include", str(path.resolve()),
+                       "-x", "c", str(probe)], "expand macros")
     if proc.returncode != 0 or "__cb_probes_begin__" not in proc.stdout:
         return []
     tail = proc.stdout.rsplit("__cb_probes_begin__", 1)[1].replace("\n", " ")

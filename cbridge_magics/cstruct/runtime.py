@@ -190,9 +190,30 @@ def coerce(target: type, value: Any, cls: type, k: int) -> Any:
                     f"dict of its fields, not {type(value).__name__}")
 
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)  # np.bytes_ is a bytes
+
+
+def byte_array(view: np.ndarray, value: Any, where: str) -> Any:
+    """An array of 1-byte integers (uint8_t, int8_t, unsigned/signed char) also takes bytes-like
+    values of at most its size, as a char array does: they fill it in C order (memory order, as
+    memcpy would), the rest zeroed. Any other value is returned as it came, for numpy's rules.
+    Shared by the compiled classes and the schema-built ones (from_schema)."""
+    if not isinstance(value, _BYTES_LIKE) or view.dtype.kind not in "iu" \
+            or view.dtype.itemsize != 1:
+        return value
+    data = bytes(value)  # a memoryview of any format: its bytes
+    if len(data) > view.size:
+        raise ValueError(f"{where} holds at most {view.size} bytes, got {len(data)}")
+    out = np.zeros(view.size, view.dtype)
+    out[:len(data)] = np.frombuffer(data, view.dtype)  # int8: b"\xff" is -1, byte for byte
+    return out.reshape(view.shape)
+
+
 def assign_array(view: np.ndarray, value: Any, cls: type, k: int) -> None:
-    """Fill an array field (numpy rules; struct elements may be given as objects or dicts)."""
+    """Fill an array field (numpy rules; struct elements may be given as objects or dicts; arrays
+    of 1-byte integers take bytes too, see byte_array)."""
     nested = _INFO[cls].fields[k][3]
+    value = byte_array(view, value, _field_name(cls, k))
     try:
         if nested is not None and not isinstance(value, np.ndarray):
             value = _records(value, nested, view.shape, cls, k)
