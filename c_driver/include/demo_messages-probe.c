@@ -1,6 +1,0 @@
-#include "demo_messages.h"
-__cb_probes_begin__
-__cb_probe__ DEMO_SAMPLES_PER_RECORD
-__cb_probe__ DEMO_TYPE_COMMAND
-__cb_probe__ DEMO_TYPE_STATUS
-__cb_probe__ DEMO_TYPE_TELEMETRY
