@@ -18,8 +18,9 @@ import websocket
 
 from cbridge_magics import DriverUnavailable, State, connect
 from cbridge_magics.wire import frames
-from cbridge_magics.wire._wire import FrameReader
 from cbridge_magics.testing import wait_for
+from cbridge_magics.wire._wire import FrameReader
+from relay_client import Raw
 
 HDR = struct.Struct("<HBBIII")
 PING, ERROR, HELLO = 3, 2, 1
@@ -49,39 +50,6 @@ def server(driver):
     relay = b.serve(ping_interval=0.5, ping_timeout=0.5)
     yield b, relay
     b.close()
-
-
-class Raw:
-    """A websocket-client connection that reads whole messages and splits them into frames."""
-
-    opened: list["Raw"] = []
-
-    def __init__(self, relay, **kw):
-        Raw.opened.append(self)
-        kw.setdefault("header", [f"Authorization: token {relay.token}"])
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{relay.port}/", timeout=5, **kw)
-        self.reader = FrameReader()
-        self.frames: list = []
-
-    def next(self, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while not self.frames:
-            self.ws.settimeout(max(0.01, deadline - time.monotonic()))
-            opcode, data = self.ws.recv_data()
-            assert opcode == websocket.ABNF.OPCODE_BINARY
-            self.frames += self.reader.feed(data)
-            assert self.reader.pending == 0, "a message must end on a frame boundary"
-        return self.frames.pop(0)
-
-    def reply_to(self, seq, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            t, f, s, p = self.next(max(0.01, deadline - time.monotonic()))
-            if f & 1 and s == seq:
-                return t, p
-
-    def send(self, data):
-        self.ws.send_binary(data)
 
 
 def test_hello_first_then_replies_with_the_clients_own_seq(server, driver):

@@ -29,8 +29,9 @@ Classes (one per struct or union; see codegen for how they are built):
 - final (no subclasses) and unhashable (mutable); a field named like a class attribute (``size``)
   is that attribute on the class and the field on an instance.
 
-Modules: parse (gcc -E + pycparser -> model), codegen (model -> Cython), build (cache, Cython,
-gcc, load), engine (compiled: what all classes share), runtime (import-time setup and slow paths),
+Modules: preprocess (gcc -E), parse (pycparser -> model), macros (which #defines are integers),
+codegen (model -> Cython), build (cache, Cython, gcc, load), toolchain (the compiler and what to
+install), engine (compiled: what all classes share), runtime (import-time setup and slow paths),
 from_schema (classes built from a driver's HELLO, for types nobody compiled).
 
 ``registry`` maps each struct name to the class most recently compiled under it (every

@@ -30,7 +30,6 @@ import secrets
 import shlex
 import shutil
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from ..errors import CStructError
+from .toolchain import Toolchain, check_tools, run_cc, run_cc_checked, toolchain
 
 log = logging.getLogger("cbridge_magics.cstruct")
 
@@ -45,8 +45,9 @@ log = logging.getLogger("cbridge_magics.cstruct")
 # (which runs the module's tp_new) too slow for its target (bench/bench_cstruct.py).
 COMPILE_FLAGS = ("-shared", "-fPIC", "-O1", "-g0", "-fwrapv", "-fno-strict-aliasing", "-pipe")
 SOURCE_HEADER = "cstruct_source.h"
-_GENERATOR_FILES = ("__init__.py", "parse.py", "codegen.py", "runtime.py", "build.py",
-                    "engine.pyx", "engine.pxd", "cstruct_engine.h")
+_GENERATOR_FILES = ("__init__.py", "preprocess.py", "parse.py", "macros.py", "codegen.py",
+                    "runtime.py", "build.py", "toolchain.py", "engine.pyx", "engine.pxd",
+                    "cstruct_engine.h")
 PACKAGE_DIR = Path(__file__).resolve().parent  # cbridge_magics/cstruct: engine.pyx and its header
 ENGINE = f"{__package__ or 'cbridge_magics.cstruct'}.engine"
 _lock = threading.RLock()  # one build at a time per process (Cython's compiler is not reentrant)
@@ -65,15 +66,6 @@ class Request:
     # absolute; searched for "..." includes only (-iquote; see cc_flags), so that a folder
     # holding its own stddef.h (as /usr/include/linux does) never shadows the system's
     quote_dirs: tuple[str, ...] = ()
-
-
-@dataclass
-class Toolchain:
-    cc: tuple[str, ...]
-    cc_path: str | None
-    identity: str
-    py_include: str
-    ext_suffix: str
 
 
 @dataclass
@@ -110,27 +102,6 @@ def clear_cache() -> int:
         n += not entry.name.startswith(".")
         shutil.rmtree(entry, ignore_errors=True)
     return n
-
-
-_toolchains: dict[str, Toolchain] = {}
-
-
-def toolchain() -> Toolchain:
-    """The C compiler ($CC, else gcc, else cc) and the Python it builds for; cheap after the first call."""
-    env = os.environ.get("CC", "")
-    tc = _toolchains.get(env)
-    if tc is None:
-        cc = tuple(shlex.split(env)) or (("gcc",) if shutil.which("gcc") else ("cc",))
-        path = shutil.which(cc[0])
-        identity = "missing"
-        if path:
-            real = os.path.realpath(path)
-            st = os.stat(real)
-            identity = f"{real}:{st.st_size}:{st.st_mtime_ns}"
-        tc = Toolchain(cc, path, identity, sysconfig.get_paths()["include"],
-                       sysconfig.get_config_var("EXT_SUFFIX") or ".so")
-        _toolchains[env] = tc
-    return tc
 
 
 _generator_hash: str | None = None
@@ -244,18 +215,6 @@ def load_by_module_name(modname: str) -> ModuleType:
 
 # --- building ----------------------------------------------------------------------------------
 
-def _check_tools(tc: Toolchain) -> None:
-    if tc.cc_path is None:
-        raise CStructError(
-            f"no C compiler: {tc.cc[0]!r} was not found. Install one (Debian/Ubuntu: "
-            "`apt-get install gcc`) or point $CC at it.")
-    if not (Path(tc.py_include) / "Python.h").is_file():
-        ver = f"{sys.version_info.major}.{sys.version_info.minor}"
-        raise CStructError(
-            f"no Python headers: {tc.py_include}/Python.h is missing. Install the development "
-            f"package of this Python (Debian/Ubuntu: `apt-get install python{ver}-dev`).")
-
-
 def _cythonize(pyx: Path, c_file: Path, modname: str) -> None:
     try:
         from Cython.Compiler import Main
@@ -294,9 +253,9 @@ def _headline(output: str, filename: str) -> str:
 def build(req: Request, key: str, tc: Toolchain) -> Manifest:
     """Preprocess, parse, generate, cythonize and compile ``req`` into the cache entry ``key``."""
     from .codegen import generate
-    from .parse import parse_file, run_cc
+    from .parse import parse_file
 
-    _check_tools(tc)
+    check_tools(tc)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     root = cstruct_dir()
@@ -380,7 +339,7 @@ def ensure_engine(tc: Toolchain | None = None) -> ModuleType:
     so = entry / f"engine{tc.ext_suffix}"
     with _lock:
         if not so.is_file():
-            _check_tools(tc)
+            check_tools(tc)
             log.info("cstruct: building the engine into %s (once)", entry)
             entry.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
@@ -401,14 +360,3 @@ def ensure_engine(tc: Toolchain | None = None) -> ModuleType:
                 if tmp is not None:
                     shutil.rmtree(tmp, ignore_errors=True)
         return _load(so, ENGINE)
-
-
-def run_cc_checked(argv: list[str]) -> str:
-    from .parse import run_cc
-
-    proc = run_cc(argv, "compile")
-    if proc.returncode != 0:
-        raise CStructError(f"building the cstruct engine failed:\n$ {shlex.join(argv)}\n"
-                           f"{proc.stderr.strip()}")
-    return proc.stderr.strip()
-

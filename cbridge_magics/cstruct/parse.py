@@ -17,8 +17,6 @@ still defeat pycparser, the system headers' lines are dropped and the usual type
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -26,23 +24,9 @@ from typing import Iterator, Sequence
 from pycparser import c_ast, c_parser
 
 from ..errors import CStructError
-
-# Defined away for the parse pass only; the compile pass sees the source untouched.
-PARSE_DEFINES = (
-    "-D__attribute__(x)=", "-D__attribute(x)=", "-D__extension__=", "-D__restrict=",
-    "-D__restrict__=", "-D__inline=inline", "-D__inline__=inline", "-D__asm__(...)=",
-    "-D__asm(...)=", "-D__volatile__=volatile", "-D__const=const", "-D__signed__=signed",
-    "-D__alignof__=_Alignof", "-D__builtin_va_list=int", "-D__builtin_offsetof=offsetof",
-)
-
-# Typedef names declared to the parser when a system header itself defeats pycparser (the full
-# translation unit is tried first, so this list only matters in that fallback).
-FALLBACK_TYPEDEFS = tuple(
-    [f"{p}int{n}_t" for p in ("", "u") for n in (8, 16, 32, 64)]
-    + [f"{p}int_{k}{n}_t" for p in ("", "u") for k in ("least", "fast") for n in (8, 16, 32, 64)]
-    + ["intmax_t", "uintmax_t", "intptr_t", "uintptr_t", "size_t", "ssize_t", "ptrdiff_t",
-       "wchar_t", "wint_t", "char16_t", "char32_t", "max_align_t", "off_t", "time_t", "pid_t",
-       "FILE", "va_list", "__builtin_va_list"])
+from .macros import integer_macros
+from .preprocess import Preprocessed, drop_system, escape, preprocess
+from .toolchain import run_cc
 
 MAX_RANK = 8
 _INT_WORDS = {"int", "short", "long", "signed", "unsigned", "char"}
@@ -113,92 +97,7 @@ def _where(node: c_ast.Node | None) -> str:
     return f"{c.file}:{c.line}" if c is not None and c.file else "?"
 
 
-# --- preprocessing -----------------------------------------------------------------------------
-
-@dataclass
-class _Preprocessed:
-    text: str                     # gcc -E output with directives blanked (line count kept)
-    system_files: set[str]
-    files: list[str]              # every file seen, in order
-    macros: dict[str, str]        # main-file object-like macros still defined at the end
-
-
-def _escape(name: str) -> str:
-    """A file name as gcc's linemarkers (and so pycparser's coords) spell it."""
-    return name.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _marker_file(line: str) -> str | None:
-    """The file of a linemarker line (``# 12 "name" 2 3``), as spelled there; None if not one."""
-    if not (line.startswith("# ") and len(line) > 2 and line[2].isdigit()):
-        return None
-    first, last = line.find('"'), line.rfind('"')
-    return line[first + 1:last] if 0 <= first < last else None
-
-
-def run_cc(argv: Sequence[str], what: str) -> subprocess.CompletedProcess:
-    """Run the compiler; a missing binary becomes a CStructError saying what to install."""
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True, errors="replace")
-    except FileNotFoundError:
-        raise CStructError(
-            f"no C compiler: {argv[0]!r} was not found ({what}). Install one "
-            "(Debian/Ubuntu: `apt-get install gcc`) or point $CC at it.") from None
-
-
-def preprocess(path: Path, main_file: str, flags: Sequence[str], cc: Sequence[str]) -> _Preprocessed:
-    """``gcc -E -dD`` the file with the parse-pass defines; keep provenance from the linemarkers."""
-    proc = run_cc([*cc, "-E", "-dD", *PARSE_DEFINES, *flags, "-x", "c", str(path)], "preprocess")
-    if proc.returncode != 0:
-        raise CStructError(f"the C preprocessor rejected the declarations:\n{proc.stderr.rstrip()}")
-    lines = proc.stdout.split("\n")
-    system: set[str] = set()
-    files: list[str] = []
-    macros: dict[str, str] = {}
-    current = ""
-    for i, line in enumerate(lines):
-        if not line.startswith("#"):
-            continue
-        marker = _marker_file(line)
-        if marker is not None:  # linemarker: # LINE "FILE" FLAGS...  (flag 3: a system header)
-            current = marker
-            if current not in files:
-                files.append(current)
-            flags = line[line.rfind('"') + 1:].split()
-            # A system header is one *entered* (flag 1) with flag 3; a span of the source
-            # can carry flag 3 too, where a system macro (bool -> _Bool) was expanded.
-            if "1" in flags and "3" in flags and current != main_file:
-                system.add(current)
-            continue
-        if current == main_file:
-            if line.startswith("#define "):
-                rest = line[len("#define "):]
-                name = rest.split(" ", 1)[0]
-                if "(" not in name:  # object-like only; function-like macros are not names
-                    macros[name] = rest[len(name):].strip()
-            elif line.startswith("#undef "):
-                macros.pop(line[len("#undef "):].strip(), None)
-        lines[i] = ""  # directives other than linemarkers mean nothing to the parser
-    text = "\n".join(lines)
-    return _Preprocessed(text, system, files, macros)
-
-
-def _drop_system(pre: _Preprocessed) -> str:
-    """The translation unit without system-header lines (the fallback when the parser fails there)."""
-    out: list[str] = []
-    current = ""
-    for line in pre.text.split("\n"):
-        marker = _marker_file(line)
-        if marker is not None:
-            current = marker
-            out.append(line)
-        else:
-            out.append("" if current in pre.system_files else line)
-    preamble = "".join(f"typedef int {n};" for n in FALLBACK_TYPEDEFS)
-    return preamble + "\n" + "\n".join(out)
-
-
-def _parse_c(text: str, main_file: str, pre: _Preprocessed, syntax_check) -> c_ast.FileAST:
+def _parse_c(text: str, main_file: str, pre: Preprocessed, syntax_check) -> c_ast.FileAST:
     try:
         return c_parser.CParser().parse(text, "<preprocessed>")
     except c_parser.ParseError as e:
@@ -206,7 +105,7 @@ def _parse_c(text: str, main_file: str, pre: _Preprocessed, syntax_check) -> c_a
     msg = str(first)
     if any(msg.startswith(f"{f}:") for f in pre.system_files):
         try:
-            return c_parser.CParser().parse(_drop_system(pre), "<preprocessed>")
+            return c_parser.CParser().parse(drop_system(pre), "<preprocessed>")
         except c_parser.ParseError as e:
             msg = str(e)
     # The compiler's own words are better than the parser's: ask it first.
@@ -447,95 +346,11 @@ def _enum_consts(ast: c_ast.FileAST, main_file: str) -> list[str]:
     return out
 
 
-# --- integer macros ----------------------------------------------------------------------------
-
-_ICE_UNARY = {"-", "+", "~", "!", "sizeof", "_Alignof"}
-
-
-def _is_ice_shape(node: c_ast.Node, enum_names: set[str]) -> bool:
-    """True if an expanded macro body is shaped like an integer constant expression.
-
-    The compiler has the last word (the module compiles each kept macro through _Generic, which
-    tells integer from floating); this only keeps out what would not compile as an initializer.
-    """
-    if isinstance(node, c_ast.Constant):
-        return node.type not in ("string", "float", "double", "long double") \
-            and "float" not in node.type and "double" not in node.type
-    if isinstance(node, c_ast.ID):
-        return node.name in enum_names
-    if isinstance(node, c_ast.UnaryOp):
-        if node.op not in _ICE_UNARY:
-            return False
-        if node.op in ("sizeof", "_Alignof"):
-            return isinstance(node.expr, c_ast.Typename) or _is_ice_shape(node.expr, enum_names)
-        return _is_ice_shape(node.expr, enum_names)
-    if isinstance(node, c_ast.BinaryOp):
-        return _is_ice_shape(node.left, enum_names) and _is_ice_shape(node.right, enum_names)
-    if isinstance(node, c_ast.TernaryOp):
-        return all(_is_ice_shape(n, enum_names) for n in (node.cond, node.iftrue, node.iffalse))
-    if isinstance(node, c_ast.Cast):
-        t = node.to_type.type
-        if not isinstance(t, c_ast.TypeDecl) or not isinstance(t.type, c_ast.IdentifierType):
-            return False
-        if any(w in ("float", "double") for w in t.type.names):
-            return False
-        return _is_floatless(node.expr, enum_names)
-    return False
-
-
-def _is_floatless(node: c_ast.Node, enum_names: set[str]) -> bool:
-    # Under an integer cast a floating constant is allowed ((int)2.5 is an ICE).
-    if isinstance(node, c_ast.Constant):
-        return node.type != "string"
-    return _is_ice_shape(node, enum_names)
-
-
-def integer_macros(macros: dict[str, str], path: Path, flags: Sequence[str], cc: Sequence[str],
-                   typedef_names: Sequence[str], enum_names: set[str]) -> list[str]:
-    """The main file's object-like macros whose full expansion looks like an integer constant."""
-    candidates = [n for n, body in macros.items()
-                  if body and n.isidentifier() and not n.startswith("__")]
-    if not candidates:
-        return []
-    # The probe goes to a temporary directory, not next to the header (a read-only folder like
-    # /usr/include, or a source tree that must stay clean). It takes the header by absolute path
-    # with -include rather than an #include line: gcc reads no escapes in an #include name, so
-    # a path with a backslash or a quote could not be spelled there. The header's own quoted
-    # includes still resolve from its folder, and the flags are the other passes' own.
-    # -P: no linemarkers (an expansion from a system macro would be split by them); the
-    # begin marker finds where the probes start.
-    with tempfile.TemporaryDirectory(prefix="cbridge-probe-") as tmp:
-        probe = Path(tmp) / "probe.c"
-        probe.write_text("__cb_probes_begin__\n"
-                         + "".join(f"__cb_probe__ {n}\n" for n in candidates))
-        proc = run_cc([*cc, "-E", "-P", *PARSE_DEFINES, *flags, "-include", str(path.resolve()),
-                       "-x", "c", str(probe)], "expand macros")
-    if proc.returncode != 0 or "__cb_probes_begin__" not in proc.stdout:
-        return []
-    tail = proc.stdout.rsplit("__cb_probes_begin__", 1)[1].replace("\n", " ")
-    expansions = [e.strip() for e in tail.split("__cb_probe__")[1:]]
-    if len(expansions) != len(candidates):
-        return []
-    preamble = "".join(f"typedef int {t};" for t in typedef_names)
-    preamble += "".join(f"enum {{ {e} }};" for e in [", ".join(sorted(enum_names))] if e)
-    kept: list[str] = []
-    for name, body in zip(candidates, expansions):
-        if not body:
-            continue
-        try:
-            ast = c_parser.CParser().parse(f"{preamble}\nint __cb_x = ({body});", "<macro>")
-        except c_parser.ParseError:
-            continue
-        if _is_ice_shape(ast.ext[-1].init, enum_names):
-            kept.append(name)
-    return kept
-
-
 # --- entry point -------------------------------------------------------------------------------
 
 def parse_file(path: Path, main_file: str, flags: Sequence[str], cc: Sequence[str]) -> Model:
     """Preprocess and parse the file; ``main_file`` is its presumed name (from its #line)."""
-    main_file = _escape(main_file)
+    main_file = escape(main_file)
     pre = preprocess(path, main_file, flags, cc)
 
     def syntax_check() -> tuple[bool, str]:
