@@ -101,11 +101,9 @@ class Bridge:
         self.url = url
         self.name = url.split("?", 1)[0]  # the URL for messages and logs: never the token
         self.token = token  # for ws:// URLs: sent as "Authorization: token ..."
-        self.history_size = history
         self.reconnect = reconnect
         self.connect_timeout = timeout
         self.backoff = backoff
-        self.schema: Schema | None = None
         self.state = State.CONNECTING
         self.reconnects = 0
         self.dropped_frames = 0  # stream frames the driver told us it dropped for us (OVERLOADED)
@@ -150,13 +148,9 @@ class Bridge:
             transport.close()
             raise
 
-    def _install(self, schema: Schema) -> None:
-        self._types.install(schema)
-        self.schema = schema
-
     def _start(self) -> None:
         transport, reader, schema, early = self._handshake()
-        self._install(schema)
+        self._types.install(schema)
         self._transport = transport
         self._stream_seq = None
         self.state = State.CONNECTED
@@ -252,7 +246,7 @@ class Bridge:
                 log.debug("reconnect to %s failed: %s", self.name, e)
                 continue
             with self._send_lock:
-                self._install(schema)
+                self._types.install(schema)
                 self._transport = transport
                 self._stream_seq = None
                 self.reconnects += 1
@@ -414,6 +408,11 @@ class Bridge:
     # --- types, streams, history -----------------------------------------------------------
 
     @property
+    def schema(self) -> Schema | None:
+        """The driver's HELLO, parsed (None before the first connection)."""
+        return self._types.schema
+
+    @property
     def types(self) -> dict[str, type]:
         """The class used for each of the driver's types: yours if registered, else schema-built."""
         return {e.info.name: e.cls for e in self._types.entries.values()}
@@ -426,7 +425,8 @@ class Bridge:
 
     def match(self, classes: Iterable[type] | None = None) -> LayoutReport:
         """How ``classes`` (default: the ones in use) match the driver's types, type by type:
-        ``matches``, ``mismatch`` (with every difference) or ``schema-built``. Raises nothing.
+        ``matches``, ``mismatch`` (with every difference) or ``schema-built``. A mismatch is
+        reported, not raised.
 
             report = b.match(cstruct.registry.values()); b.register(*report.matching); print(report)
         """

@@ -227,6 +227,30 @@ def test_layout_mismatch_is_refused_before_anything_is_sent(driver, bridge):
         bridge.send(Unknown())
 
 
+def test_the_layout_report_matches_every_driver_type(driver, bridge):
+    by_name = bridge.schema.by_name
+    Status = record_class(by_name["Status"].layout)
+    layout = dict(by_name["Command"].layout)
+    fields = [dict(f) for f in layout["fields"]]
+    fields[2] = {**fields[2], "offset": 12}
+    del fields[5]  # batch
+    Wrong = record_class({**layout, "fields": fields})
+    report = bridge.match([Status, Wrong])
+    got = {m.info.name: m.status for m in report}
+    assert got == {"Command": "mismatch", "Status": "matches", "Telemetry": "schema-built"}
+    assert report.matching == [Status]
+    diffs = report.by_name()["Command"].differences
+    assert [str(d) for d in diffs] == ["Command.frequency_hz: offset is 12 here but 8 in the driver",
+                                       "Command.batch: the driver has this field, this side does not"]
+    assert "LAYOUT MISMATCH" in str(report) and "layout matches" in str(report)
+    with pytest.raises(LayoutMismatch, match="frequency_hz"):
+        bridge.register(Status, Wrong)
+    assert bridge.types["Status"] is not Status, "a refused register registers none of them"
+    bridge.register(*report.matching)
+    assert bridge.types["Status"] is Status
+    assert bridge.match().by_name()["Status"].status == "matches"
+
+
 def test_registered_class_decodes_replies(driver):
     probe = connect(driver.url)
     Status = record_class(probe.schema.by_name["Status"].layout)
