@@ -68,8 +68,7 @@ class TypeMap:
 
     def check(self, schema: Schema) -> None:
         """Raise LayoutMismatch for the first class in use whose layout differs from the schema's."""
-        for m in self.report(schema).mismatched:
-            raise LayoutMismatch(str(m.differences[0]))
+        self.report(schema).check()
 
     def install(self, schema: Schema) -> None:
         """Build the type table for a (new) schema; keep histories whose dtype still fits."""
@@ -96,8 +95,7 @@ class TypeMap:
         differs from the current schema."""
         classes = list(classes)
         if self.schema is not None:
-            for m in self.report(self.schema, classes).mismatched:
-                raise LayoutMismatch(str(m.differences[0]))
+            self.report(self.schema, classes).check()
         for cls in classes:
             self.classes[layout_of(cls)["name"]] = cls
         if self.schema is not None:

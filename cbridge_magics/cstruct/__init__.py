@@ -43,6 +43,7 @@ Builds are cached on disk (see build); a cached source loads without Cython or t
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shlex
@@ -50,11 +51,13 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CStructError
 from ..wire.layout import ALL_KEYS, compare
-from . import build as _build
+
+if TYPE_CHECKING:
+    from .build import Manifest
 
 __all__ = ["compile", "compile_header", "clear_cache", "registry", "Definitions",
            "LayoutChangedWarning", "CStructError", "cache_dir"]
@@ -78,7 +81,7 @@ class Definitions(Mapping[str, Any]):
     """
 
     def __init__(self, names: Mapping[str, Any], module: ModuleType,
-                 manifest: _build.Manifest, cached: bool) -> None:
+                 manifest: Manifest, cached: bool) -> None:
         self._names = dict(names)
         self.module = module
         self.cached = cached
@@ -155,6 +158,8 @@ def _compile(source: str, quote_dirs: Sequence[str | os.PathLike[str]],
         raise CStructError(f"module name {name!r} is not a Python identifier")
     quote = [str(Path(d).resolve()) for d in quote_dirs] + [os.getcwd()]
     dirs = [str(Path(d).resolve()) for d in include_dirs]
+    from . import build as _build  # on first use: the Bridge imports this package for from_schema
+
     req = _build.Request(source, filename, int(first_line), _split_flags(cflags),
                          tuple(dict.fromkeys(dirs)), name, tuple(dict.fromkeys(quote)))
     module, manifest, cached = _build.obtain(req, force=force)
@@ -192,14 +197,30 @@ def compile_header(
                     str(p), 1)
 
 
+def preload() -> None:
+    """Import what compiling a cell or loading a cached one needs (numpy, the compiled engine, the
+    build cache's code), building nothing. ``%load_ext`` calls it, so that after a kernel restart
+    a cached cell costs only its own load."""
+    from . import build
+
+    try:
+        importlib.import_module(build.ENGINE)
+    except ImportError:
+        pass  # no package build (a bare source tree): the first cell builds the engine
+
+
 def clear_cache() -> int:
     """Empty the build cache (modules loaded in this process keep working); returns the entry count."""
-    return _build.clear_cache()
+    from .build import clear_cache as clear
+
+    return clear()
 
 
 def cache_dir() -> Path:
     """Where builds are cached: $CBRIDGE_CACHE_DIR, else $XDG_CACHE_HOME/cbridge, else ~/.cache/cbridge."""
-    return _build.cstruct_dir()
+    from .build import cstruct_dir
+
+    return cstruct_dir()
 
 
 def _register(defs: Definitions) -> None:

@@ -27,7 +27,7 @@ typedef struct { size_t offset, size, elem_size; int is_signed, rank; size_t dim
     cb_member_t;
 /* An enum constant or integer #define of the source, and whether the compiler calls it an integer. */
 typedef struct { const char *name; unsigned long long value; int negative, is_int; } cb_const_t;
-/* One field as the keyword path of StructType.__call__ sets it (cstruct_engine.pyx): scalars by
+/* One field as the keyword path of StructType.__call__ sets it (engine.pyx): scalars by
  * kind here, everything else (CB_ARG_FIELD) through the field descriptor. References held. */
 enum { CB_ARG_INT, CB_ARG_FLOAT, CB_ARG_BOOL, CB_ARG_FIELD };
 typedef struct { PyObject *name, *field; int kind, is_signed; size_t offset, size;

@@ -9,7 +9,8 @@ of cb_obj_t (the head this engine works on) followed by the C struct as its stor
 constructor; then it calls ``setup_class`` with the compiler's tables. Everything else lives here
 once: the slots and methods all struct classes share (bytes, buffer protocol, ==, repr, unpack) and
 the field descriptors, which read and write each field with the typed C helpers of
-cstruct_engine.h at the field's compiled offset. Keeping this out of the generated modules is what makes them compile fast.
+cstruct_engine.h at the field's compiled offset. Keeping this out of the generated modules is
+what makes them compile fast.
 
     Frame.size, Frame.dtype, Frame.__layout__   # set up here from the module's tables
     Frame.t                                     # <field Frame.t (double)>

@@ -135,6 +135,11 @@ class LayoutReport(tuple):
     def by_name(self) -> dict[str, TypeMatch]:
         return {m.info.name: m for m in self}
 
+    def check(self) -> None:
+        """Raise LayoutMismatch naming the first difference of the first type that mismatches."""
+        for m in self.mismatched:
+            raise LayoutMismatch(str(m.differences[0]))
+
     def __str__(self) -> str:
         return "\n".join(f"{m.info.id:>5}  {m.info.name:<20} {m.info.size:>6} bytes  {m}"
                          for m in self)
