@@ -57,7 +57,8 @@ test-py: setup
 test-asan: setup
 	$(MAKE) -C c_driver asan
 	CBRIDGE_DRIVER=$(CURDIR)/c_driver/build-asan/cbridge-demo-driver \
-	  $(VPY) -m pytest tests/test_driver_wire.py tests/test_driver_demo.py tests/test_bridge.py \
+	  $(VPY) -m pytest tests/test_driver_wire.py tests/test_driver_demo.py tests/test_last_words.py \
+	    tests/test_bridge.py \
 	    tests/test_relay.py $(PYTEST_ARGS)
 
 bench: setup

@@ -53,6 +53,7 @@ _HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
 _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
+CLOSE_LINGER = 1.0  # seconds close() waits for the other end to close after our last frames
 
 class State(str, enum.Enum):
     CONNECTING = "connecting"
@@ -166,17 +167,28 @@ class Bridge:
         self._thread.start()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the reader thread and close the link; pending requests fail. Safe to call twice."""
+        """Stop the reader thread and close the link; pending requests fail. Safe to call twice.
+
+        Everything sent before ``close()`` reaches the driver: the link is ended the polite way
+        (a half-close, or the WebSocket closing handshake), and the reader goes on reading until
+        the other end has closed in turn, for at most ``CLOSE_LINGER`` seconds.
+        """
         if self.state is State.CLOSED and self._thread is None:
             return
         self.stop_serving()
-        self.state = State.CLOSED
+        with self._send_lock:  # a send in progress finishes first; later ones see CLOSED
+            self.state = State.CLOSED
         self._stop.set()
         transport = self._transport
-        if transport is not None:
-            transport.shutdown()
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
+        if thread is threading.current_thread():
+            thread = None  # called back on the reader thread: it ends when the callback returns
+        if transport is not None:
+            transport.finish()
+            if thread is not None:
+                thread.join(min(CLOSE_LINGER, timeout))
+            transport.shutdown()  # the other end did not close in time: wake the reader
+        if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("reader thread of %s did not stop within %s s", self.name, timeout)

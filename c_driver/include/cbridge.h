@@ -35,7 +35,14 @@
  *   non-blocking write attempt before the close: if older output is still
  *   queued for that client, the ERROR may not make it.
  * - A client that reaches EOF (closes or shuts down its write side) is
- *   closed at once; output still queued for it is discarded.
+ *   closed once every whole frame it sent before has been dispatched;
+ *   output still queued for it is discarded.
+ * - Nothing a client sent is lost because it went away while the driver
+ *   was writing to it: a write that fails with EPIPE or ECONNRESET (a
+ *   peer that closed, often with stream frames unread) only marks it;
+ *   within the same cb_server_poll round every whole frame it sent before
+ *   is read and dispatched (a STOP just before a close is carried out),
+ *   then it is closed. Replies to those frames go nowhere.
  */
 #ifndef CBRIDGE_H
 #define CBRIDGE_H
@@ -256,6 +263,14 @@ uint32_t cb_server_max_payload(const cb_server *s);
 typedef void (*cb_log_fn)(void *user, const char *line);
 void cb_server_set_log(cb_server *s, cb_log_fn fn, void *user);
 void cb_server_set_log_file(cb_server *s, FILE *f);
+
+/* A safe state when nobody is connected: fn is called from cb_server_poll
+ * when the last client has gone (closed, reset, dropped for not reading,
+ * or refused after a protocol error), so that a program can, say, stop a
+ * source when the notebook's kernel dies. Not called before the first
+ * client. It may call any cb_ function. NULL turns it off. */
+typedef void (*cb_idle_fn)(cb_server *s, void *user);
+void cb_server_on_idle(cb_server *s, cb_idle_fn fn, void *user);
 
 /* Listen on the Unix socket path, created mode 0600. An existing socket
  * with a live server refuses ("another server is listening on PATH"); a

@@ -60,6 +60,10 @@ typedef struct cb_client {
     uint64_t id;           /* log and request id, from 1 */
     int fd;                /* -1 once closed */
     int dead;              /* closed; freed by the next sweep */
+    int hup;               /* the peer is gone for writing (EPIPE, ECONNRESET): nothing more
+                              is written; what it sent before is read and dispatched, then it
+                              is closed (cb_client_read) */
+    char hup_why[64];      /* why, for the log line of that close */
     unsigned char *in;     /* read buffer: at most one partial frame after dispatch */
     size_t in_len, in_cap;
     unsigned char *out;    /* queued output is out[out_off .. out_len) */
@@ -89,12 +93,18 @@ struct cb_server {
     cb_stats stats;
     cb_log_fn log_fn;
     void *log_user;
+    cb_idle_fn idle_fn;    /* called when the last client has gone */
+    void *idle_user;
+    int went_idle;         /* a client closed this round and none is left */
     FILE *log_file;
     char err[CB_ERR_LEN];
 };
 
 /* Bytes queued for c and not yet written. */
 static inline size_t cb_pending(const cb_client *c) { return c->out_len - c->out_off; }
+
+/* Whether anything may still be written to c. */
+static inline int cb_writable(const cb_client *c) { return !c->dead && !c->hup; }
 
 /* ------------------------------------------------------------------------
  * Functions shared between files

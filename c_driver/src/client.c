@@ -36,6 +36,7 @@ void cb_client_close(cb_server *s, cb_client *c, const char *why) {
     cb_close_fd(c->fd);
     c->fd = -1;
     s->stats.clients--;
+    if (s->stats.clients == 0) s->went_idle = 1;
     cb_log(s, "client %" PRIu64 " disconnected: %s (%" PRIu64 " stream frames dropped)", c->id,
            why, c->dropped);
 }
@@ -47,12 +48,20 @@ void cb_client_free(cb_client *c) {
     free(c);
 }
 
+/* A write failed. A peer that closed (EPIPE, ECONNRESET) may have sent frames we have not read
+ * yet, a STOP say: closing now would drop them. So it is only marked; cb_client_read reads and
+ * dispatches what it sent, then closes it. Any other error closes at once. */
 static void cb_client_io_error(cb_server *s, cb_client *c, const char *call, int err) {
     char why[128];
-    if (err == EPIPE || err == ECONNRESET)
-        snprintf(why, sizeof(why), "connection reset");
-    else
-        snprintf(why, sizeof(why), "%s: %s", call, strerror(err));
+    if (err == EPIPE || err == ECONNRESET) {
+        if (c->hup) return;
+        c->hup = 1;
+        c->out_off = c->out_len = 0; /* nobody will read it */
+        snprintf(c->hup_why, sizeof(c->hup_why), "connection reset (%s: %s)", call,
+                 strerror(err));
+        return;
+    }
+    snprintf(why, sizeof(why), "%s: %s", call, strerror(err));
     cb_client_close(s, c, why);
 }
 
@@ -125,7 +134,7 @@ static int cb_client_send(cb_server *s, cb_client *c, const cb_header *h,
     size_t total = CB_HEADER_SIZE + h->length, sent = 0, pending;
     int i, niov = 1 + nbody;
 
-    if (c->dead) return -1;
+    if (!cb_writable(c)) return -1;
     pending = cb_pending(c);
     if (is_stream && pending + total > s->out_limit) return 0;
     if (!is_stream && pending + total > cb_hard_cap(s)) {
@@ -186,14 +195,14 @@ int cb_client_send_hello(cb_server *s, cb_client *c) {
 /* Tell a client that had drops how many, once it has room again. */
 static void cb_client_notify_drops(cb_server *s, cb_client *c) {
     char msg[64];
-    if (c->dead || c->unreported == 0 || cb_pending(c) > s->out_limit / 2) return;
+    if (!cb_writable(c) || c->unreported == 0 || cb_pending(c) > s->out_limit / 2) return;
     snprintf(msg, sizeof(msg), "dropped %" PRIu64 " stream frames", c->unreported);
     if (cb_client_send_error(s, c, 0, 0, CB_E_OVERLOADED, msg) == 1) c->unreported = 0;
 }
 
 /* Write queued output until the socket is full. */
 void cb_client_flush(cb_server *s, cb_client *c) {
-    while (!c->dead && cb_pending(c)) {
+    while (cb_writable(c) && cb_pending(c)) {
         ssize_t n = send(c->fd, c->out + c->out_off, cb_pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == -1) {
             if (errno == EINTR) continue;
@@ -203,7 +212,7 @@ void cb_client_flush(cb_server *s, cb_client *c) {
         }
         c->out_off += (size_t)n;
     }
-    if (!c->dead && cb_pending(c) == 0) c->out_off = c->out_len = 0;
+    if (cb_writable(c) && cb_pending(c) == 0) c->out_off = c->out_len = 0;
     cb_client_notify_drops(s, c);
 }
 
@@ -288,7 +297,7 @@ int cb_stream(cb_server *s, uint32_t type_id, const void *data, size_t len) {
     if (t) s->stats.stream_records += len / t->size;
     for (i = 0; i < s->nclients; i++) {
         cb_client *c = s->clients[i];
-        if (c->dead) continue;
+        if (!cb_writable(c)) continue;
         h.seq = c->stream_seq++;
         cb_client_notify_drops(s, c);
         switch (cb_client_send(s, c, &h, &body, len ? 1 : 0, 1)) {
@@ -312,7 +321,7 @@ int cb_stream_wanted(const cb_server *s) {
     size_t i;
     for (i = 0; i < s->nclients; i++) {
         const cb_client *c = s->clients[i];
-        if (!c->dead && cb_pending(c) <= s->out_limit / 2) return 1;
+        if (cb_writable(c) && cb_pending(c) <= s->out_limit / 2) return 1;
     }
     return 0;
 }
@@ -425,15 +434,14 @@ static void cb_client_fatal(cb_server *s, cb_client *c, int code, const cb_heade
     }
     cb_log(s, "client %" PRIu64 ": error %d %s (seq %" PRIu32 "): %s", c->id, code,
            cb_error_name(code), h->seq, msg);
-    if (cb_client_send_error(s, c, 0, h->seq, code, msg) == -1) return;
-    cb_client_flush(s, c);
+    snprintf(why, sizeof(why), "protocol error %s", cb_error_name(code));
+    if (cb_client_send_error(s, c, 0, h->seq, code, msg) == 1) cb_client_flush(s, c);
     if (c->dead) return;
     /* Unread input at close() makes the peer's reads fail with ECONNRESET
      * before it sees our ERROR; read what is already there first. */
-    for (i = 0; i < 64 && read(c->fd, junk, sizeof(junk)) > 0; i++) {
+    for (i = 0; cb_writable(c) && i < 64 && read(c->fd, junk, sizeof(junk)) > 0; i++) {
     }
-    snprintf(why, sizeof(why), "protocol error %s", cb_error_name(code));
-    cb_client_close(s, c, why);
+    cb_client_close(s, c, why); /* also when it was gone already: nothing after this counts */
 }
 
 /* Grow or shrink the read buffer to cap bytes (never below in_len). */
@@ -521,5 +529,12 @@ static void cb_client_drain_input(cb_server *s, cb_client *c) {
 }
 
 void cb_client_read(cb_server *s, cb_client *c) {
-    if (cb_client_fill(s, c)) cb_client_drain_input(s, c);
+    if (!c->hup) {
+        if (cb_client_fill(s, c)) cb_client_drain_input(s, c);
+        return;
+    }
+    /* A peer gone for writing: everything it sent before it went is already in our socket's
+     * queue (a Unix socket delivers at once), so read and dispatch to the end, then close. */
+    while (!c->dead && cb_client_fill(s, c)) cb_client_drain_input(s, c);
+    if (!c->dead) cb_client_close(s, c, c->hup_why);
 }

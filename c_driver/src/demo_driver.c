@@ -101,6 +101,7 @@ typedef struct demo_cfg {
 struct demo {
     cb_server *srv;
     demo_cfg cfg;            /* the settings in force */
+    int keep_streaming;      /* --keep-streaming: go on when the last client has gone */
     uint32_t max_batch;      /* records that fit in max_payload */
     /* The generator. */
     double phase;            /* cycles in [0,1) of the next sample */
@@ -365,10 +366,13 @@ static void demo_on_command(cb_server *s, const cb_request *req, void *user) {
 static void demo_usage(FILE *f) {
     fprintf(f,
             "usage: " DEMO_NAME " [--socket PATH] [--out-buffer BYTES] [--max-clients N]\n"
+            "                           [--keep-streaming]\n"
             "A simulated signal generator served over a cbridge Unix socket.\n"
             "  --socket PATH       Unix socket to listen on (default " DEMO_DEFAULT_SOCKET ")\n"
             "  --out-buffer BYTES  stream bound of each client's output queue (default %u)\n"
             "  --max-clients N     clients served at once (default %d)\n"
+            "  --keep-streaming    go on streaming when the last client has gone (by default\n"
+            "                      the stream stops then: a kernel that died leaves no source on)\n"
             "  --help              show this help\n",
             CB_DEFAULT_OUT_BUFFER, CB_DEFAULT_MAX_CLIENTS);
 }
@@ -382,6 +386,16 @@ static int demo_parse_num(const char *opt, const char *arg, unsigned long long *
         return CB_ERR;
     }
     return CB_OK;
+}
+
+/* The last client has gone (the notebook's kernel died or disconnected): a source left running
+ * with nobody watching is the unsafe state, so the stream stops unless --keep-streaming. */
+static void demo_on_idle(cb_server *srv, void *user) {
+    struct demo *d = user;
+    (void)srv;
+    if (!d->cfg.streaming || d->keep_streaming) return;
+    d->cfg.streaming = 0;
+    fprintf(stderr, DEMO_NAME ": no client left: streaming stopped (--keep-streaming keeps it on)\n");
 }
 
 static void demo_on_signal(int sig) {
@@ -411,13 +425,17 @@ int main(int argc, char **argv) {
     struct sigaction sa;
     struct demo d;
     cb_server *srv;
-    int i, rc = 1;
+    int i, rc = 1, keep_streaming = 0;
 
     for (i = 1; i < argc; i++) {
         const char *opt = argv[i];
         if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
             demo_usage(stdout);
             return 0;
+        }
+        if (strcmp(opt, "--keep-streaming") == 0) {
+            keep_streaming = 1;
+            continue;
         }
         if (i + 1 >= argc) goto usage;
         if (strcmp(opt, "--socket") == 0) {
@@ -450,6 +468,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, DEMO_NAME ": setup: %s\n", cb_server_error(srv));
         goto done;
     }
+    d.keep_streaming = keep_streaming;
+    cb_server_on_idle(srv, demo_on_idle, &d);
 
     demo_srv = srv;
     memset(&sa, 0, sizeof(sa));

@@ -160,6 +160,11 @@ void cb_server_set_log(cb_server *s, cb_log_fn fn, void *user) {
     s->log_user = user;
 }
 
+void cb_server_on_idle(cb_server *s, cb_idle_fn fn, void *user) {
+    s->idle_fn = fn;
+    s->idle_user = user;
+}
+
 void cb_server_set_log_file(cb_server *s, FILE *f) { s->log_file = f; }
 
 const char *cb_server_error(const cb_server *s) { return s->err; }
@@ -407,9 +412,27 @@ static void cb_poll_prepare(cb_server *s) {
     for (i = 0; i < s->nclients; i++) {
         cb_client *c = s->clients[i];
         s->pfds[2 + i].fd = c->fd;
-        s->pfds[2 + i].events = (short)(POLLIN | (cb_pending(c) ? POLLOUT : 0));
+        s->pfds[2 + i].events = (short)(POLLIN | (cb_writable(c) && cb_pending(c) ? POLLOUT : 0));
         s->pfds[2 + i].revents = 0;
     }
+}
+
+/* Read, dispatch and close the clients whose peer went away while we wrote to them: whatever
+ * they sent before they went (a last STOP) is carried out. */
+static void cb_finish_hangups(cb_server *s) {
+    size_t i;
+    for (i = 0; i < s->nclients; i++) {
+        cb_client *c = s->clients[i];
+        if (c->hup && !c->dead) cb_client_read(s, c);
+    }
+}
+
+/* The last client has gone: tell the program (outside any loop over the clients, so that its
+ * callback may call any cb_ function). */
+static void cb_report_idle(cb_server *s) {
+    if (!s->went_idle) return;
+    s->went_idle = 0;
+    if (s->stats.clients == 0 && s->idle_fn) s->idle_fn(s, s->idle_user);
 }
 
 /* Act on what ppoll reported for the first n clients, then accept. */
@@ -440,7 +463,8 @@ int cb_server_poll_ns(cb_server *s, int64_t timeout_ns) {
         cb_set_error(s->err, sizeof(s->err), "poll: not listening");
         return CB_ERR;
     }
-    cb_sweep(s); /* clients closed by cb_stream or cb_reply since the last round */
+    cb_finish_hangups(s); /* peers found gone by cb_stream or cb_reply since the last round */
+    cb_sweep(s);          /* clients closed since the last round */
     n = s->nclients;
     cb_poll_prepare(s);
     if (timeout_ns >= 0) {
@@ -455,6 +479,8 @@ int cb_server_poll_ns(cb_server *s, int64_t timeout_ns) {
         return CB_ERR;
     }
     if (rc > 0) cb_poll_serve(s, n);
+    cb_finish_hangups(s);
+    cb_report_idle(s);
     return CB_OK;
 }
 

@@ -29,6 +29,26 @@ class TornadoClient(Client):
         super().__init__(core, peer)
         self.handler = handler
         self.writing = False  # a message is on its way to the client
+        self.gone = False  # a write found the peer gone: nothing more is written
+        self._keep_reading_when_gone(handler.ws_connection.stream)
+
+    def _keep_reading_when_gone(self, stream: Any) -> None:
+        """A peer that closed may have sent frames we have not read yet: a STOP just before its
+        close, say. Tornado closes a stream at the first failed write, and the unread bytes go
+        with it; so a write that finds the peer gone is dropped here instead, and the stream
+        ends when its read side does, after the frames it sent were handled."""
+        write_to_fd = stream.write_to_fd
+
+        def write_or_drop(data: memoryview) -> int:
+            if self.gone:
+                return len(data)
+            try:
+                return write_to_fd(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.gone = True
+                return len(data)
+
+        stream.write_to_fd = write_or_drop
 
     def close(self, code: int, reason: str) -> None:
         self.handler.close(code, reason)
@@ -39,7 +59,7 @@ class TornadoClient(Client):
         so what came in together leaves in one message, in the same loop turn. A message the
         socket cannot take at once is waited for before the next one is built, so a slow client's
         backlog stays in the core's bounded queue."""
-        while not self.writing and not self.closed and self.has_output:
+        while not self.writing and not self.closed and not self.gone and self.has_output:
             data, delivered = self.next_message()
             try:
                 done = self._write(data)
@@ -71,7 +91,7 @@ class TornadoClient(Client):
     def _count_written(self, fut: "asyncio.Future[None]", delivered: int) -> bool:
         """Count a finished write's stream frames; False if it failed because the connection is
         closing (on_close cleans up)."""
-        if fut.cancelled() or fut.exception() is not None:
+        if fut.cancelled() or fut.exception() is not None or self.gone:
             return False
         self.stats.delivered += delivered
         return True

@@ -1,13 +1,14 @@
 """How frames travel: a small interface with one class per kind of link.
 
 ``UnixTransport`` talks to the driver's Unix socket, ``WebSocketTransport`` to a relay. Every
-transport has the same five calls, used by the Bridge's reader thread (``read``) and by callers
+transport has the same six calls, used by the Bridge's reader thread (``read``) and by callers
 (``send``, under the Bridge's send lock):
 
     t = transport_for("unix:///tmp/cbridge-demo.sock")
     t.open(timeout=5.0)
     frames = t.read(reader)        # blocks; [(type_id, flags, seq, payload), ...]
     t.send(frame_bytes)
+    t.finish()                     # no more sends: the peer reads what we sent, then closes
     t.shutdown(); t.close()        # shutdown wakes a read blocked in another thread
 """
 
@@ -34,6 +35,7 @@ class Transport(Protocol):
     def open(self, timeout: float) -> None: ...
     def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]: ...
     def send(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
     def shutdown(self) -> None: ...
     def close(self) -> None: ...
 
@@ -89,6 +91,16 @@ class UnixTransport:
             self._sock.sendall(data)
         except OSError as e:
             raise ConnectionClosed(f"{self.url}: {e.strerror or e}") from None
+
+    def finish(self) -> None:
+        """Half-close: the driver reads everything sent so far, then end of file, and closes in
+        turn (our reads go on until then). Closing both ways at once instead can make the
+        driver's next write fail before it has read our last frames."""
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # already disconnected
 
     def shutdown(self) -> None:
         if self._sock is not None:
@@ -167,6 +179,19 @@ class WebSocketTransport:
             self._ws.send_bytes(data)
         except (OSError, websocket.WebSocketException) as e:
             raise ConnectionClosed(f"{_safe(self.url)}: {e}") from None
+
+    def finish(self) -> None:
+        """The WebSocket closing handshake: a close frame after our last message; the relay
+        handles what came before it, answers with its own close frame and closes. Closing the
+        TCP socket with data still unread would reset it instead, and a reset discards what
+        the network has not delivered yet."""
+        import websocket
+
+        if self._ws is not None:
+            try:
+                self._ws.send_close(websocket.STATUS_NORMAL, b"bridge closed")
+            except (OSError, websocket.WebSocketException):
+                pass  # already disconnected
 
     def shutdown(self) -> None:
         ws = self._ws
