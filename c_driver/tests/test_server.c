@@ -1,6 +1,7 @@
 /* test_server.c -- the server in-process, over real Unix sockets: listen
  * rules, HELLO, dispatch and alignment, stream drops with the OVERLOADED
- * notice and seq gaps, the reply hard cap, too many clients. */
+ * notice and seq gaps, the reply hard cap, too many clients, a peer's last
+ * frames after a failed write, the idle callback. */
 
 #define _POSIX_C_SOURCE 200809L
 
@@ -290,12 +291,58 @@ static void test_hard_cap_and_max_clients(void) {
     cb_server_free(s);
 }
 
+static int idle_calls;
+
+static void on_idle(cb_server *s, void *user) {
+    (void)s;
+    (void)user;
+    idle_calls++;
+}
+
+/* A peer sends requests and closes at once while the server has stream
+ * output queued for it: the server's next write fails first, and the
+ * requests must still be dispatched before the client is closed. */
+static void test_last_frames_after_a_failed_write(void) {
+    static unsigned char buf[65536];
+    unsigned char payload[960];
+    Rec recs[2] = {{1.0, 1}, {2.0, 2}};
+    cb_server *s = new_server(1 << 20, 8);
+    cb_header h;
+    int fd, i;
+
+    CHECK(s != NULL);
+    if (!s) return;
+    cb_on(s, 256, on_rec, NULL);
+    cb_server_on_idle(s, on_idle, NULL);
+    idle_calls = 0;
+    memset(payload, 0, sizeof(payload));
+    fd = client_connect();
+    CHECK(client_frame(s, fd, &h, buf, sizeof(buf)) == 1); /* HELLO */
+    /* fill the socket and queue more: the client never reads */
+    for (i = 0; i < 2000; i++) cb_stream(s, 256, payload, sizeof(payload));
+    CHECK(cb_server_poll(s, 0) == CB_OK);
+    handled = 0;
+    client_send(fd, 0, 256, 21, recs, sizeof(recs));
+    client_send(fd, 0, 256, 22, recs, sizeof(recs));
+    close(fd);
+    CHECK(handled == 0 && cb_server_clients(s) == 1);
+    /* this round flushes the queued output first, which fails: the peer is gone */
+    CHECK(cb_server_poll(s, 0) == CB_OK);
+    CHECK(handled == 2);                  /* both were carried out */
+    CHECK(cb_server_clients(s) == 0);     /* then the client was closed */
+    CHECK(idle_calls == 1);               /* and the program was told nobody is left */
+    CHECK(cb_server_poll(s, 0) == CB_OK);
+    CHECK(idle_calls == 1);               /* once */
+    cb_server_free(s);
+}
+
 int main(void) {
     snprintf(sock_path, sizeof(sock_path), "/tmp/cbridge-test-%ld.sock", (long)getpid());
     test_listen();
     test_dispatch();
     test_stream_drops();
     test_hard_cap_and_max_clients();
+    test_last_frames_after_a_failed_write();
     unlink(sock_path);
     return check_report();
 }
