@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t off = 1;
 
     if (size < 1) return 0;
-    max_payload = (data[0] & 1) ? 64 + data[0] : CB_DEFAULT_MAX_PAYLOAD;
+    max_payload = (data[0] & 1) ? 64u + data[0] : CB_DEFAULT_MAX_PAYLOAD;
     while (off <= size) {
         const unsigned char *p = data + off;
         size_t len = size - off, flen = 12345, cut;
