@@ -115,13 +115,21 @@ class UnixTransport:
             sock.close()
 
 
+MAX_MESSAGE = 16 << 20
+"""The largest WebSocket message a remote Bridge accepts. A relay sends at most its max_message
+(1 MiB and a header by default) in one message, or one frame when a frame is larger; this bound is
+what keeps a foreign server from filling the kernel's memory."""
+
+
 class WebSocketTransport:
     """A relay's WebSocket (websocket-client). One binary message holds whole frames."""
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, max_message: int = MAX_MESSAGE) -> None:
         self.url = url
         self.token = token
+        self.max_message = max_message
         self._ws: Any = None
+        self._broken = False  # mid-frame after a refused message: no polite close, only the end
 
     def open(self, timeout: float) -> None:
         import websocket
@@ -137,6 +145,7 @@ class WebSocketTransport:
         except (OSError, websocket.WebSocketException) as e:
             raise DriverUnavailable(f"cannot connect to {_safe(self.url)}: {e}") from None
         ws.settimeout(None)  # the reader thread blocks in recv; shutdown() wakes it
+        _bound_messages(ws, self.max_message)
         self._ws = ws
 
     def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]:
@@ -152,6 +161,9 @@ class WebSocketTransport:
                 opcode, data = ws.recv_data()  # answers the relay's pings on the way
             except websocket.WebSocketTimeoutException:
                 raise TimeoutError(f"nothing from {_safe(self.url)} within {timeout} s") from None
+            except _TooLarge as e:
+                self._broken = True
+                raise ProtocolError(f"{_safe(self.url)} sent {e}") from None
             except (OSError, websocket.WebSocketException) as e:
                 raise ConnectionClosed(f"{_safe(self.url)}: {e or 'connection closed'}") from None
             finally:
@@ -187,7 +199,7 @@ class WebSocketTransport:
         the network has not delivered yet."""
         import websocket
 
-        if self._ws is not None:
+        if self._ws is not None and not self._broken:
             try:
                 self._ws.send_close(websocket.STATUS_NORMAL, b"bridge closed")
             except (OSError, websocket.WebSocketException):
@@ -204,11 +216,33 @@ class WebSocketTransport:
     def close(self) -> None:
         ws, self._ws = self._ws, None
         if ws is not None:
-            try:
-                ws.close(timeout=0.5)  # a polite close frame, if the link still stands
-            except Exception:  # websocket-client raises its own errors besides OSError
-                pass
+            if not self._broken:  # its wait for the peer's close frame would read the message
+                try:
+                    ws.close(timeout=0.5)  # a polite close frame, if the link still stands
+                except Exception:  # websocket-client raises its own errors besides OSError
+                    pass
             ws.shutdown()  # close() skips the socket itself once the peer has gone
+
+
+class _TooLarge(Exception):
+    """A message above the bound, refused before its payload is read."""
+
+
+def _bound_messages(ws: Any, limit: int) -> None:
+    """Refuse a message above ``limit`` bytes as soon as a frame header announces it, before its
+    payload is read (or allocated). websocket-client has no bound of its own: it reads a frame of
+    any length it is told, and joins continuation frames without end."""
+    frames, parts = ws.frame_buffer, ws.cont_frame
+    recv_length = frames.recv_length
+
+    def checked_length() -> None:
+        recv_length()
+        so_far = len(parts.cont_data[1]) if parts.cont_data else 0
+        if frames.length + so_far > limit:
+            raise _TooLarge(f"a message of at least {frames.length + so_far} bytes, above the "
+                            f"bound of {limit}")
+
+    frames.recv_length = checked_length
 
 
 def _close_reason(payload: bytes) -> str:

@@ -1,0 +1,83 @@
+"""Faults from outside: what a foreign or broken peer does to a Bridge must end in a clear error,
+with memory and the kernel untouched."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from cbridge_magics import ProtocolError, connect
+from cbridge_magics.wire import transports
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
+
+
+class ForeignServer:
+    """A WebSocket server that is not a relay: it answers the upgrade, then sends ``first`` (raw
+    bytes: WebSocket frames of its own making) and whatever ``more()`` gives, and counts what it
+    managed to send."""
+
+    def __init__(self, first: bytes, more: bytes = b"") -> None:
+        self.first, self.more = first, more
+        self.sent = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key"))
+            accept = base64.b64encode(hashlib.sha1(key + WS_GUID.encode()).digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            conn.sendall(self.first)
+            conn.settimeout(5)
+            try:
+                for _ in range(64):  # 64 MiB at most: the client should have hung up long before
+                    conn.sendall(self.more)
+                    self.sent += len(self.more)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def binary_header(length: int, fin: bool = True, opcode: int = 2) -> bytes:
+    """An unmasked server frame header announcing ``length`` payload bytes."""
+    return bytes([(0x80 if fin else 0) | opcode, 127]) + struct.pack("!Q", length)
+
+
+@pytest.mark.parametrize("how", ["one frame", "continuation frames"])
+def test_a_remote_bridge_refuses_a_message_above_its_bound_before_reading_it(how):
+    limit = transports.MAX_MESSAGE
+    if how == "one frame":  # announces 4 GiB, then sends megabytes that nobody should read
+        first, more = binary_header(4 << 30), bytes(1 << 20)
+    else:  # fragments of 1 MiB, each fine alone, that never end
+        chunk = 1 << 20
+        first = binary_header(chunk, fin=False) + bytes(chunk)
+        more = binary_header(chunk, fin=False, opcode=0) + bytes(chunk)
+    server = ForeignServer(first, more)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ProtocolError, match=f"above the bound of {limit}"):
+            connect(f"ws://127.0.0.1:{server.port}/", timeout=10, reconnect=False)
+        assert time.monotonic() - t0 < 5
+        server.thread.join(10)
+        # Refused from the header: of the 64 MiB offered, at most the bound and what the
+        # sockets' buffers took was ever sent.
+        assert server.sent <= limit + (8 << 20), server.sent
+    finally:
+        server.close()
