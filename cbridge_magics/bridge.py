@@ -54,6 +54,7 @@ _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
 _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
 CLOSE_LINGER = 1.0  # seconds close() waits for the other end to close after our last frames
+ERRORS_LOGGED_PER_SECOND = 5  # the rest are counted: a flood of ERROR frames never floods a log
 
 class State(str, enum.Enum):
     CONNECTING = "connecting"
@@ -121,6 +122,11 @@ class Bridge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors: deque[str] = deque(maxlen=50)
+        self.errors_seen = 0  # background errors in all (refusals, bad frames, ERROR frames)
+        self.errors_unlogged = 0  # of which over the log's rate: counted only
+        self._log_window = -1.0
+        self._log_budget = 0
+        self._log_skipped = 0
         self.relays: list[Any] = []  # Relay servers started by serve(), stopped by close()
         self._overload_logged = -_OVERLOAD_LOG_EVERY
 
@@ -325,8 +331,21 @@ class Bridge:
         self._note_error(str(DriverError(code, message)))
 
     def _note_error(self, text: str) -> None:
+        """Keep a background error and log it, at most ERRORS_LOGGED_PER_SECOND a second; the
+        next line logged says how many were skipped."""
         self._errors.append(text)
-        log.warning("%s: %s", self.name, text)
+        self.errors_seen += 1
+        now = time.monotonic()
+        if now - self._log_window >= 1.0:
+            self._log_window, self._log_budget = now, ERRORS_LOGGED_PER_SECOND
+        if self._log_budget == 0:
+            self._log_skipped += 1
+            self.errors_unlogged += 1
+            return
+        self._log_budget -= 1
+        skipped, self._log_skipped = self._log_skipped, 0
+        more = f" ({skipped} more errors since the last one logged)" if skipped else ""
+        log.warning("%s: %s%s", self.name, text, more)
 
     def _fail_pending(self, error: CBridgeError) -> None:
         while self._pending:
@@ -484,6 +503,8 @@ class Bridge:
             "pending": len(self._pending),
             "last_error": self.last_error,
             "recent_errors": list(self._errors),
+            "errors_seen": self.errors_seen,
+            "errors_unlogged": self.errors_unlogged,
         }
 
 

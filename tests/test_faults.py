@@ -81,3 +81,40 @@ def test_a_remote_bridge_refuses_a_message_above_its_bound_before_reading_it(how
         assert server.sent <= limit + (8 << 20), server.sent
     finally:
         server.close()
+
+
+def test_a_flood_of_driver_errors_never_floods_a_kernels_output(driver):
+    """10,000 refusals a second from the driver (ERROR frames answering bad commands) reach a
+    plain kernel (no extension: its warnings go to stderr, and so to IOPub) as a few log lines a
+    second that say how many were left out; the Bridge counts them all."""
+    from cbridge_magics.testing import Kernel
+
+    k = Kernel()
+    try:
+        k.run(f"""
+import threading, time
+from cbridge_magics import connect
+b = connect({driver.url!r})
+Command = b.types["Command"]
+bad = Command(op=77)
+def flood(seconds=3.0, per_second=10_000):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t = time.monotonic()
+        for _ in range(per_second // 100):
+            b.send(bad)
+        time.sleep(max(0.0, 0.01 - (time.monotonic() - t)))
+""")
+        res = k.run("flood()", timeout=30)
+        k.run("time.sleep(0.5)")
+        seen = k.value("b.errors_seen")
+        unlogged = k.value("b.errors_unlogged")
+        lines = [line for line in res["stderr"].splitlines() if "driver refused request" in line]
+        messages = [m for m in res["outputs"] if m["msg_type"] == "stream"]
+        assert seen >= 10_000, seen
+        assert len(lines) <= 4 * 5 and unlogged >= seen - 20, (len(lines), seen, unlogged)
+        assert any("more errors since the last one logged" in line for line in lines)
+        assert len(messages) <= 4 * 5, len(messages)  # a few IOPub messages a second
+    finally:
+        k.run("b.close()", allow_error=True)
+        k.shutdown()

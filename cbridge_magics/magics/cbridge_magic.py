@@ -136,6 +136,9 @@ class CBridgeMagics(Magics):
         print(f"  stream frames dropped for this reader (as told by the other end): "
               f"{st['dropped_frames']}; gaps seen: {st['stream_gaps']}; "
               f"refused sends: {st['refused_sends']}; pending requests: {st['pending']}")
+        if st["errors_seen"]:
+            print(f"  background errors: {st['errors_seen']:,} ({st['errors_unlogged']:,} over the "
+                  "log's rate, counted only); the latest in bridge.stats()['recent_errors']")
         for plot in self.plots.values():
             print(f"  plot {plot!r}")
         for relay in b.relays:
