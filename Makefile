@@ -58,8 +58,7 @@ test-asan: setup
 	$(MAKE) -C c_driver asan
 	CBRIDGE_DRIVER=$(CURDIR)/c_driver/build-asan/cbridge-demo-driver \
 	  $(VPY) -m pytest tests/test_driver_wire.py tests/test_driver_demo.py tests/test_last_words.py \
-	    tests/test_bridge.py \
-	    tests/test_relay.py $(PYTEST_ARGS)
+	    tests/test_malformed.py tests/test_bridge.py tests/test_relay.py $(PYTEST_ARGS)
 
 bench: setup
 	$(VPY) bench/run.py
