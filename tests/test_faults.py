@@ -118,3 +118,68 @@ def flood(seconds=3.0, per_second=10_000):
     finally:
         k.run("b.close()", allow_error=True)
         k.shutdown()
+
+
+def test_the_driver_killed_under_load_every_request_is_answered_or_failed(start_driver, sock_path):
+    """Two remote Bridges send 1,000 requests a second each through the relay; the driver is
+    SIGKILLed and started again. Every request is answered or fails at once with an error (no
+    timeout: nothing dropped in silence), and traffic resumes within the relay's backoff cap
+    plus a second."""
+    import signal
+
+    from cbridge_magics import DriverError, DriverUnavailable, RequestTimeout
+
+    cap = 1.0
+    drv = start_driver()
+    server = connect(drv.url, history=0)
+    r = server.serve(backoff=(0.05, cap))
+    clients = [connect(r.url, history=0) for _ in range(2)]
+    stop = threading.Event()
+    tallies = [{"sent": 0, "answered": 0, "failed": 0, "timeouts": 0, "last": 0.0}
+               for _ in clients]
+
+    def load(b, tally) -> None:
+        cmd = b.types["Command"](op=0)
+        tick = time.monotonic()
+        while not stop.is_set():
+            tally["sent"] += 1
+            try:
+                b.request(cmd, timeout=2.0)
+                tally["answered"] += 1
+                tally["last"] = time.monotonic()
+            except RequestTimeout:
+                tally["timeouts"] += 1
+            except (DriverError, DriverUnavailable):
+                tally["failed"] += 1
+            tick += 0.001
+            time.sleep(max(0.0, tick - time.monotonic()))
+
+    threads = [threading.Thread(target=load, args=(b, t), daemon=True)
+               for b, t in zip(clients, tallies)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        before = [t["answered"] for t in tallies]
+        drv.stop(signal.SIGKILL)
+        time.sleep(0.5)
+        failed_while_down = [t["failed"] for t in tallies]
+        start_driver(path=sock_path)
+        restarted = time.monotonic()
+        deadline = restarted + cap + 1.0
+        while time.monotonic() < deadline and not all(t["last"] > restarted for t in tallies):
+            time.sleep(0.01)
+        resumed = max(t["last"] for t in tallies) - restarted
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+        for b in clients:
+            b.close()
+        server.close()
+    for t, b0, f0 in zip(tallies, before, failed_while_down):
+        assert t["timeouts"] == 0, t
+        assert t["sent"] == t["answered"] + t["failed"], t
+        assert b0 > 300 and f0 > 0, t  # the load ran, and the kill was felt
+    assert 0 < resumed <= cap + 1.0, resumed
