@@ -115,6 +115,42 @@ def test_restart_and_shutdown_leave_nothing_behind(kernel, driver):
     assert kernel.value(THREADS) == []
 
 
+def test_ten_restarts_with_a_bridge_a_relay_and_a_plot_leave_nothing_behind(kernel, driver):
+    """Half of them graceful (the kernel's exit stops what cbridge started), half killed (the
+    operating system closes the sockets): each time the old kernel is gone, the driver has no
+    client left, and the relay's port is free at once for the next kernel to serve on."""
+    import re
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def driver_clients() -> int:
+        log = driver.log()
+        return len(re.findall(r" connected \(", log)) - len(re.findall(r" disconnected: ", log))
+
+    for i in range(10):
+        setup_cells(kernel, driver.url)
+        kernel.run("%cbridge plot Telemetry.samples --fps 5")
+        out = kernel.run(f"%cbridge serve --port {port} --token t{i}")["stdout"]
+        assert f":{port}/" in out
+        assert kernel.value(THREADS) == ["cbridge-plot", "cbridge-reader", "cbridge-relay"]
+        assert driver_clients() >= 2  # the kernel's Bridge and its relay's own link
+        old_pid = kernel.km.provisioner.pid
+        kernel.km.restart_kernel(now=bool(i % 2))
+        kernel.kc.wait_for_ready(timeout=60)
+        with pytest.raises(ProcessLookupError):
+            os.kill(old_pid, 0)
+        deadline = time.monotonic() + 10
+        while driver_clients() > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert driver_clients() == 0, driver.log()[-2000:]
+        with socket.create_server(("127.0.0.1", port)):  # free at once, as a server binds it
+            pass
+        assert kernel.value(THREADS) == []
+
+
 def test_thread_errors_are_reported_on_the_next_cell(kernel, driver):
     setup_cells(kernel, driver.url)
     first = kernel.run("def bad(recs):\n    raise RuntimeError('subscriber exploded')\n"
