@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.cbridge-installed
 DRIVER := c_driver/build/cbridge-demo-driver
 PYTEST_ARGS ?=
 
-.PHONY: all setup driver demo test test-c test-py test-asan house bench clean
+.PHONY: all setup driver demo test test-c test-py test-asan house bench soak fuzz clean
 
 all: setup
 
@@ -62,6 +62,16 @@ test-asan: setup
 
 bench: setup
 	$(VPY) bench/run.py
+
+# The soak for MINUTES minutes (make test runs a 1-minute one); its report goes to out/soak.txt.
+MINUTES ?= 10
+soak: setup
+	CBRIDGE_SOAK_MINUTES=$(MINUTES) $(VPY) -m pytest tests/test_soak.py -s $(PYTEST_ARGS)
+
+# libFuzzer on both harnesses for FUZZ_SECONDS each (installs clang when it is missing).
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(MAKE) -C c_driver fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 clean:
 	$(MAKE) -C c_driver clean

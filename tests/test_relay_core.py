@@ -13,7 +13,7 @@ import pytest
 from cbridge_magics.relay.core import Client, RelayCore
 from cbridge_magics.wire._wire import FrameReader
 from cbridge_magics.wire.codes import ControlType, ErrorCode, Flag
-from cbridge_magics.wire.frames import pack_frame, parse_error
+from cbridge_magics.wire.frames import pack_error, pack_frame, parse_error
 
 HELLO = json.dumps({"protocol": 1, "driver": "d", "driver_version": "1", "max_payload": 4096,
                     "types": [{"id": 256, "name": "Rec", "size": 8, "align": 4, "fields": [
@@ -188,3 +188,20 @@ def test_the_origin():
     assert core.origin_allowed("http://127.0.0.1:8765", "127.0.0.1:8765")
     assert core.origin_allowed("https://lab.example", "127.0.0.1:8765")
     assert not core.origin_allowed("https://evil.example", "127.0.0.1:8765")
+
+
+def test_frames_the_driver_dropped_for_the_relay_are_holes_the_client_is_told_of():
+    core = RelayCore(HELLO)
+    c = Collecting(core)
+    core.add_client(c)
+    stream(core, 2)
+    notice = pack_error(ErrorCode.OVERLOADED, "dropped 5 stream frames")[16:]  # the payload
+    core.from_driver(ControlType.ERROR, 0, 0, notice)
+    stream(core, 1)
+    core.flush_clients()
+    frames = c.frames()
+    seqs = [seq for _, flags, seq, _ in frames if flags & Flag.STREAM]
+    told = [parse_error(p) for t, flags, _, p in frames if t == ControlType.ERROR]
+    assert seqs == [0, 1, 7] and told == [(ErrorCode.OVERLOADED, "dropped 5 stream frames")]
+    s = c.snapshot()
+    assert (s.offered, s.dropped, s.delivered) == (8, 5, 3)

@@ -102,7 +102,9 @@ class Client:
         self.stream_bytes += len(frame)
 
     def missed(self, frames: int) -> None:
-        """Stream frames the driver dropped for the relay itself: this client never had them."""
+        """Stream frames the driver dropped for the relay itself: offered to this client and
+        dropped, so its stream seq skips them too, and the holes it sees match what it is told."""
+        self.stream_seq = (self.stream_seq + frames) & 0xFFFFFFFF
         self.stats.offered += frames
         self.stats.dropped += frames
         self.unreported += frames

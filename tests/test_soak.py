@@ -1,0 +1,28 @@
+"""The soak (tests/soak.py): 1 minute in make test; `make soak MINUTES=N` for longer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import soak
+
+MINUTES = float(os.environ.get("CBRIDGE_SOAK_MINUTES", "1"))
+
+
+@pytest.mark.timeout(int(MINUTES * 60) + 180)
+def test_soak(sock_path):
+    report = soak.run(MINUTES, sock_path)
+    soak.write(report, Path(__file__).resolve().parent.parent / "out")
+    print(report.text())
+    for t in report.tallies:
+        assert t.timeouts == 0 and t.sent == t.answered + t.failed, t
+        assert t.answered > 0
+    assert report.driver_kills == int(MINUTES) and report.client_kills >= int(MINUTES * 2)
+    assert min(report.records_fast) > 0
+    assert report.slow_told > 0 and report.slow_told == report.slow_gaps
+    first, last = report.kernel_samples[0], report.kernel_samples[-1]
+    assert last[1] <= first[1] + 4, report.kernel_samples  # descriptors flat
+    assert report.iopub_rate_exceeded == 0
