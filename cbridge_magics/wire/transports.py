@@ -96,18 +96,17 @@ class UnixTransport:
         """Half-close: the driver reads everything sent so far, then end of file, and closes in
         turn (our reads go on until then). Closing both ways at once instead can make the
         driver's next write fail before it has read our last frames."""
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass  # already disconnected
+        self._shut(socket.SHUT_WR)
 
     def shutdown(self) -> None:
+        self._shut(socket.SHUT_RDWR)  # wakes a read blocked in the reader thread
+
+    def _shut(self, how: int) -> None:
         if self._sock is not None:
             try:
-                self._sock.shutdown(socket.SHUT_RDWR)
+                self._sock.shutdown(how)
             except OSError:
-                pass  # already disconnected: nothing to wake
+                pass  # already disconnected
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
