@@ -56,6 +56,7 @@ _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream 
 CLOSE_LINGER = 1.0  # seconds close() waits for the other end to close after our last frames
 ERRORS_LOGGED_PER_SECOND = 5  # the rest are counted: a flood of ERROR frames never floods a log
 
+
 class State(str, enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"

@@ -13,10 +13,7 @@ import sys
 import threading
 
 SWITCH_INTERVAL: float | None = 0.0005
-"""While any Bridge is connected, the interpreter's switch interval is at most this many seconds
-(Python's default is 0.005). A reply needs the GIL on the reader thread and then on the waiting
-thread; while a CPU-bound cell holds the GIL, each hand-over waits up to one interval. Set this
-to None before connecting to leave the interval alone; it is restored when the last Bridge closes."""
+"""The most seconds the interval may be while a Bridge is connected; None leaves it alone."""
 
 _switch_lock = threading.Lock()
 _switch_users = 0

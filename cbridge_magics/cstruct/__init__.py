@@ -199,8 +199,8 @@ def compile_header(
 
 def preload() -> None:
     """Import what compiling a cell or loading a cached one needs (numpy, the compiled engine, the
-    build cache's code), building nothing. ``%load_ext`` calls it, so that after a kernel restart
-    a cached cell costs only its own load."""
+    build cache's code), building nothing. The %%cstruct magic calls it when it is registered, so
+    that after a kernel restart a cached cell costs only its own load."""
     from . import build
 
     try:
