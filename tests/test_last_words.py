@@ -13,6 +13,7 @@ stand guard for the Bridge's side.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 
@@ -107,11 +108,26 @@ def test_a_remote_bridge_send_then_close_is_carried_out(relay, rate):
         stopped(observer, Command)
 
 
+def stall(r, seconds: float) -> threading.Event:
+    """Block the relay's event loop for a while, as a kernel busy with a long cell does to a
+    relay in its thread; the event is set once the loop is blocked."""
+    blocked = threading.Event()
+
+    def block() -> None:
+        blocked.set()
+        time.sleep(seconds)
+
+    r._loop.call_soon_threadsafe(block)
+    assert blocked.wait(5), "the relay's loop never ran the stall"
+    return blocked
+
+
 @SPEEDS
 def test_the_relay_forwards_what_a_client_sent_before_it_vanished(relay, rate):
-    """A client reads the stream, sends STOP and goes without a WebSocket close (its socket
-    just closes, and resets since stream data is unread): the relay's next write to it fails,
-    and the STOP it sent before must still reach the driver."""
+    """A client reads the stream, sends STOP and goes without a WebSocket close: its socket
+    resets (SO_LINGER 0, as when a process dies with data unread). The relay's loop is busy
+    meanwhile, so when it wakes the driver's frames are handled first and the write to the gone
+    client fails before its STOP is read: the STOP must still reach the driver."""
     observer, r = relay
     Command = observer.types["Command"]
     start, stop = start_stop(rate)
@@ -131,12 +147,17 @@ def test_the_relay_forwards_what_a_client_sent_before_it_vanished(relay, rate):
         reader.start()
         ws.send_bytes(start)
         time.sleep(0.3)
+        stall(r, 0.3)
+        time.sleep(0.15)  # a driver frame (64 ms apart when paced) waits before the STOP does
         ws.send_bytes(stop)
         done.set()
-        sock = ws.sock  # websocket-client drops it when the reader thread sees the end
-        sock.shutdown(socket.SHUT_RDWR)  # no close frame: the socket just goes
-        sock.close()
+        sock = ws.sock  # websocket-client closes it when the reader thread sees the end
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # Wake the reader (nothing goes out): a thread blocked in recv() would keep the socket
+        # open past its close. When it ends, the socket closes and resets, with no close frame.
+        sock.shutdown(socket.SHUT_RD)
         reader.join(5)
+        sock.close()
         stopped(observer, Command)
 
 
