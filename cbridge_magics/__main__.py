@@ -1,8 +1,10 @@
-"""``python -m cbridge_magics install-kernel``: see cbridge_magics.kernelspec."""
+"""The command line: ``python -m cbridge_magics install-kernel`` (see cbridge_magics.kernelspec)
+and ``python -m cbridge_magics c-schema HEADER.h`` (see cbridge_magics.cstruct.c_schema)."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from . import kernelspec
@@ -20,11 +22,61 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--prefix", help="install under this prefix")
     p.add_argument("--load-ext", action="store_true",
                    help="load cbridge_magics in every kernel at start (no %%load_ext needed)")
+    c = sub.add_parser(
+        "c-schema", help="write libcbridge field tables for the structs of a C header",
+        description="Write the cb_field tables of every struct in HEADER that has a type id, "
+        "and int PREFIX_register(cb_server *s), which registers them. Ids come from --ids, else "
+        "from an integer macro or enum constant PREFIX_TYPE_NAME in the header (prefix and "
+        "struct name upper-cased), else from --first-id.")
+    c.add_argument("header", help="the C header that declares the structs")
+    c.add_argument("-o", "--output", help="the .c to write (its .h goes beside it); "
+                   "default: the .c to standard output")
+    c.add_argument("--prefix", help="names: PREFIX_register, PREFIX_TYPE_NAME (default: the "
+                   "header's file name)")
+    c.add_argument("--ids", action="append", default=[], metavar="NAME=ID,...",
+                   help="type ids, as Command=256,Status=257 (repeatable)")
+    c.add_argument("--first-id", type=lambda v: int(v, 0), metavar="N",
+                   help="give every struct without an id the next free one from N")
+    c.add_argument("--include", help='how the .c includes the header (default: a path relative '
+                   'to the output, in quotes; e.g. "<mylib/messages.h>")')
+    c.add_argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR",
+                   help="also search DIR for the header's includes")
+    c.add_argument("--cflags", default="", help="more compiler flags, as one string")
     args = parser.parse_args(argv)
+    if args.command == "c-schema":
+        return _c_schema(parser, args, argv)
     prefix = sys.prefix if args.sys_prefix else args.prefix
     path = kernelspec.install(args.name, args.display_name, user=args.user, prefix=prefix,
                               load_ext=args.load_ext)
     print(f"installed kernelspec {args.name!r} in {path}")
+    return 0
+
+
+def _c_schema(parser: argparse.ArgumentParser, args: argparse.Namespace,
+              argv: list[str] | None) -> int:
+    from .cstruct import c_schema
+    from .errors import CStructError
+
+    try:
+        ids = c_schema.parse_ids(args.ids)
+    except ValueError as e:
+        parser.error(str(e))
+    command = shlex.join(["python", "-m", "cbridge_magics",
+                          *(sys.argv[1:] if argv is None else argv)])
+    try:
+        gen = c_schema.generate(args.header, prefix=args.prefix, ids=ids, first_id=args.first_id,
+                                include=args.include, out=args.output,
+                                include_dirs=args.include_dirs, cflags=shlex.split(args.cflags),
+                                command=command)
+    except CStructError as e:
+        print(f"c-schema: error: {e}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(gen.c)
+    else:
+        h = c_schema.write(gen, args.output)
+        print(f"c-schema: wrote {args.output} and {h}: {gen.summary()} ({gen.seconds:.2f} s)",
+              file=sys.stderr)
     return 0
 
 

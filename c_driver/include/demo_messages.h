@@ -2,9 +2,10 @@
  * signal generator.
  *
  * Plain C11 with <stdint.h> only: the Python side compiles this header with
- * Cython and parses it with pycparser, so no extensions and no static
- * asserts here (they live in demo_driver.c). Layouts are native; the driver
- * announces sizes and offsets in its HELLO. */
+ * Cython and parses it with pycparser, so no extensions here. The driver's
+ * field tables are generated from it (python -m cbridge_magics c-schema,
+ * which finds each type id as DEMO_TYPE_<NAME>). Layouts are native; the
+ * driver announces sizes and offsets in its HELLO. */
 #ifndef DEMO_MESSAGES_H
 #define DEMO_MESSAGES_H
 

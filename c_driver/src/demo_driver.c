@@ -15,8 +15,8 @@
 
 #include "cbridge.h"
 #include "demo_messages.h"
+#include "demo_schema.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -37,51 +37,9 @@
 #define DEMO_TWO_PI 6.283185307179586476925286766559
 #define DEMO_N DEMO_SAMPLES_PER_RECORD
 
-/* The wire layout the Python side compiles from demo_messages.h. */
-static_assert(offsetof(Command, op) == 0, "Command.op");
-static_assert(offsetof(Command, waveform) == 4, "Command.waveform");
-static_assert(offsetof(Command, frequency_hz) == 8, "Command.frequency_hz");
-static_assert(offsetof(Command, amplitude) == 16, "Command.amplitude");
-static_assert(offsetof(Command, rate_hz) == 24, "Command.rate_hz");
-static_assert(offsetof(Command, batch) == 28, "Command.batch");
-static_assert(sizeof(Command) == 32, "Command size");
-static_assert(offsetof(Status, code) == 0, "Status.code");
-static_assert(offsetof(Status, streaming) == 4, "Status.streaming");
-static_assert(offsetof(Status, frames_sent) == 8, "Status.frames_sent");
-static_assert(offsetof(Status, records_sent) == 16, "Status.records_sent");
-static_assert(offsetof(Status, frequency_hz) == 24, "Status.frequency_hz");
-static_assert(sizeof(Status) == 32, "Status size");
-static_assert(offsetof(Telemetry, seq) == 0, "Telemetry.seq");
-static_assert(offsetof(Telemetry, count) == 4, "Telemetry.count");
-static_assert(offsetof(Telemetry, t0) == 8, "Telemetry.t0");
-static_assert(offsetof(Telemetry, dt) == 16, "Telemetry.dt");
-static_assert(offsetof(Telemetry, samples) == 24, "Telemetry.samples");
-static_assert(sizeof(Telemetry) == 280, "Telemetry size");
-
-static const cb_field command_fields[] = {
-    CB_FIELD(Command, op, "uint32_t"),
-    CB_FIELD(Command, waveform, "uint32_t"),
-    CB_FIELD(Command, frequency_hz, "double"),
-    CB_FIELD(Command, amplitude, "double"),
-    CB_FIELD(Command, rate_hz, "uint32_t"),
-    CB_FIELD(Command, batch, "uint32_t"),
-};
-
-static const cb_field status_fields[] = {
-    CB_FIELD(Status, code, "int32_t"),
-    CB_FIELD(Status, streaming, "uint32_t"),
-    CB_FIELD(Status, frames_sent, "uint64_t"),
-    CB_FIELD(Status, records_sent, "uint64_t"),
-    CB_FIELD(Status, frequency_hz, "double"),
-};
-
-static const cb_field telemetry_fields[] = {
-    CB_FIELD(Telemetry, seq, "uint32_t"),
-    CB_FIELD(Telemetry, count, "uint32_t"),
-    CB_FIELD(Telemetry, t0, "double"),
-    CB_FIELD(Telemetry, dt, "double"),
-    CB_ARRAY(Telemetry, samples, "float"),
-};
+/* The field tables and their registration (demo_register) are generated from
+ * demo_messages.h by `python -m cbridge_magics c-schema` (see the Makefile):
+ * the same header the Python side compiles, so the two cannot drift. */
 
 /* ========================================================================
  * State
@@ -460,10 +418,7 @@ int main(int argc, char **argv) {
         cb_server_free(srv);
         return 2;
     }
-    if (demo_init(&d, srv) == CB_ERR ||
-        CB_REGISTER_STRUCT(srv, DEMO_TYPE_COMMAND, Command, command_fields) == CB_ERR ||
-        CB_REGISTER_STRUCT(srv, DEMO_TYPE_STATUS, Status, status_fields) == CB_ERR ||
-        CB_REGISTER_STRUCT(srv, DEMO_TYPE_TELEMETRY, Telemetry, telemetry_fields) == CB_ERR ||
+    if (demo_init(&d, srv) == CB_ERR || demo_register(srv) == CB_ERR ||
         cb_on(srv, DEMO_TYPE_COMMAND, demo_on_command, &d) == CB_ERR) {
         fprintf(stderr, DEMO_NAME ": setup: %s\n", cb_server_error(srv));
         goto done;

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from ..errors import CStructError
-from .toolchain import Toolchain, check_tools, run_cc, run_cc_checked, toolchain
+from .toolchain import Toolchain, check_tools, run_cc, run_cc_checked, search_flags, toolchain
 
 log = logging.getLogger("cbridge_magics.cstruct")
 
@@ -144,16 +144,7 @@ def cache_key(req: Request, tc: Toolchain) -> str:
 def cc_flags(req: Request) -> list[str]:
     """The include and user flags of every compiler run of ``req``: the three parse passes and
     the final compile must find the same headers."""
-    quote: list[str] = []
-    for d in req.quote_dirs:
-        # gcc's limits.h includes its syslimits.h with quotes, which then does #include_next
-        # <limits.h>: gcc searches that from the first -iquote dir, so a folder with a limits.h
-        # of its own (/usr/include/linux) would replace the system's even as -iquote. Such a
-        # folder goes after the system's folders instead: its headers are still found, but
-        # those the system also has come from the system.
-        opt = "-idirafter" if os.path.isfile(os.path.join(d, "limits.h")) else "-iquote"
-        quote += [opt, d]
-    return [*quote, *(f"-I{d}" for d in req.include_dirs), *req.cflags]
+    return search_flags(req.quote_dirs, req.include_dirs, req.cflags)
 
 
 def _sha(path: str) -> str | None:

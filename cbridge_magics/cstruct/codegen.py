@@ -51,8 +51,8 @@ def _c_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _ctype(m: Member) -> str:
-    """The element C type as a schema's ctype names it."""
+def schema_ctype(m: Member) -> str:
+    """The element C type as a schema's ctype names it (also c-schema's field tables)."""
     if m.elem.spelling is not None:
         return m.elem.spelling
     return {"enum": "enum", "struct": "union" if m.elem.record and m.elem.record.is_union
@@ -112,7 +112,7 @@ class _Gen:
                            f"#define cb_z{i}_{k} sizeof({elem})",
                            f"#define cb_g{i}_{k} ({signed})",
                            f"#define cb_n{i}_{k} {_c_string(f'{rec.name}.{m.name}')}",
-                           f"#define cb_c{i}_{k} {_c_string(_ctype(m))}"]
+                           f"#define cb_c{i}_{k} {_c_string(schema_ctype(m))}"]
                 self.cy_decl += [f"    enum: cb_o{i}_{k}", f"    enum: cb_z{i}_{k}",
                                  f"    enum: cb_g{i}_{k}", f"    const char *cb_n{i}_{k}",
                                  f"    const char *cb_c{i}_{k}"]
@@ -210,7 +210,7 @@ class _Gen:
     def setup_line(self, rec: Record) -> str:
         i = rec.index
         fields = "".join(
-            f"\n        ({m.name!r}, {m.elem.kind!r}, {_ctype(m)!r}, "
+            f"\n        ({m.name!r}, {m.elem.kind!r}, {schema_ctype(m)!r}, "
             f"{m.elem.record.name if m.elem.record else None}, {m.overlaps!r}),"
             for m in rec.members)
         spec = (f"{{'name': {rec.name!r}, 'aliases': {rec.aliases!r}, 'union': {rec.is_union!r}, "

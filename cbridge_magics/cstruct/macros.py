@@ -86,14 +86,32 @@ def integer_macros(macros: dict[str, str], path: Path, flags: Sequence[str], cc:
         return []
     preamble = "".join(f"typedef int {t};" for t in typedef_names)
     preamble += "".join(f"enum {{ {e} }};" for e in [", ".join(sorted(enum_names))] if e)
-    kept: list[str] = []
-    for name, body in zip(candidates, expansions):
-        if not body:
-            continue
+    inits = _parse_bodies(preamble, expansions)
+    return [name for i, name in enumerate(candidates)
+            if i in inits and _is_ice_shape(inits[i], enum_names)]
+
+
+def _parse_bodies(preamble: str, bodies: list[str]) -> dict[int, c_ast.Node]:
+    """Each body that parses as an initializer -> its expression, by index. All are parsed in one
+    translation unit (the preamble once, not once per macro: a header like elf.h has thousands);
+    a unit that fails is split in two until the bodies that do not parse stand alone."""
+    parser = c_parser.CParser()
+
+    def parse(idx: list[int]) -> dict[int, c_ast.Node]:
+        text = preamble + "\n" + "".join(f"int __cb_x{i} = ({bodies[i]});\n" for i in idx)
         try:
-            ast = c_parser.CParser().parse(f"{preamble}\nint __cb_x = ({body});", "<macro>")
+            ast = parser.parse(text, "<macros>")
         except c_parser.ParseError:
-            continue
-        if _is_ice_shape(ast.ext[-1].init, enum_names):
-            kept.append(name)
-    return kept
+            ast = None
+        if ast is not None:
+            found = {d.name: d.init for d in ast.ext if isinstance(d, c_ast.Decl)
+                     and d.name and d.name.startswith("__cb_x")}
+            # a body with a ';' of its own would add or hide declarations: then split too
+            if len(found) == len(idx) and all(f"__cb_x{i}" in found for i in idx):
+                return {i: found[f"__cb_x{i}"] for i in idx}
+        if len(idx) == 1:
+            return {}
+        mid = len(idx) // 2
+        return parse(idx[:mid]) | parse(idx[mid:])
+
+    return parse([i for i, body in enumerate(bodies) if body])

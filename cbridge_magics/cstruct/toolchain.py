@@ -3,6 +3,7 @@
     tc = toolchain()            # $CC, else gcc, else cc; cheap after the first call
     check_tools(tc)             # CStructError saying what to install
     proc = run_cc([*tc.cc, "-E", "cell.h"], "preprocess")
+    flags = search_flags(["/src/include"], ["/opt/include"], ["-DN=4"])   # -iquote, -I, as given
 """
 
 from __future__ import annotations
@@ -80,3 +81,18 @@ def run_cc_checked(argv: list[str]) -> str:
                            f"{proc.stderr.strip()}")
     return proc.stderr.strip()
 
+
+def search_flags(quote_dirs: Sequence[str], include_dirs: Sequence[str],
+                 cflags: Sequence[str]) -> list[str]:
+    """Compiler flags that search ``quote_dirs`` for quoted includes only, then ``include_dirs``,
+    then pass ``cflags``: the flags of every cstruct compiler run (and of c-schema's)."""
+    quote: list[str] = []
+    for d in quote_dirs:
+        # gcc's limits.h includes its syslimits.h with quotes, which then does #include_next
+        # <limits.h>: gcc searches that from the first -iquote dir, so a folder with a limits.h
+        # of its own (/usr/include/linux) would replace the system's even as -iquote. Such a
+        # folder goes after the system's folders instead: its headers are still found, but
+        # those the system also has come from the system.
+        opt = "-idirafter" if os.path.isfile(os.path.join(d, "limits.h")) else "-iquote"
+        quote += [opt, d]
+    return [*quote, *(f"-I{d}" for d in include_dirs), *cflags]
