@@ -25,6 +25,7 @@ from .errors import (
     DriverError,
     DriverUnavailable,
     LayoutMismatch,
+    NotSupported,
     ProtocolError,
     RequestTimeout,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "DriverError",
     "DriverUnavailable",
     "LayoutMismatch",
+    "NotSupported",
     "ProtocolError",
     "RequestTimeout",
     "__version__",

@@ -33,6 +33,7 @@ from .errors import (
     DriverError,
     DriverUnavailable,
     LayoutMismatch,
+    NotSupported,
     ProtocolError,
     RequestTimeout,
 )
@@ -43,7 +44,8 @@ from .wire._wire import FrameReader
 from .wire.codes import DEFAULT_MAX_PAYLOAD, MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
 from .wire.frames import pack_frame, parse_dropped, parse_error
 from .wire.hello import Schema, parse_hello
-from .wire.layout import LayoutReport
+from .wire.layout import LayoutReport, layout_of
+from .wire.raw import RECV_ID, RawTransport, raw_schema
 from .wire.transports import Transport, transport_for
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,24 @@ class Bridge:
         timeout: float = 5.0,
         backoff: tuple[float, float] = (0.05, 2.0),
         token: str | None = None,
+        recv: type | None = None,
+        send: type | None = None,
     ) -> None:
         if history < 0:
             raise ValueError("history must be >= 0")
+        # A raw link (a program that speaks bare structs): the classes stand in for the HELLO.
+        self._raw: Schema | None = None
+        self._send_class = send
+        if url.startswith("raw+"):
+            if recv is None:
+                raise ValueError(f"{url.split('?', 1)[0]} is a raw link: say what it sends with "
+                                 "recv=Class (and what it takes with send=Class)")
+            self._raw = raw_schema(url, dict(layout_of(recv)),
+                                   dict(layout_of(send)) if send is not None else None)
+            types = [*(types.values() if isinstance(types, Mapping) else types),
+                     *(c for c in (recv, send) if c is not None)]
+        elif recv is not None or send is not None:
+            raise ValueError("recv= and send= are for raw links (raw+unix://, raw+tcp://)")
         self.url = url
         self.name = url.split("?", 1)[0]  # the URL for messages and logs: never the token
         self.token = token  # for ws:// URLs: sent as "Authorization: token ..."
@@ -112,6 +129,7 @@ class Bridge:
         self.dropped_frames = 0  # stream frames the driver told us it dropped for us (OVERLOADED)
         self.stream_gaps = 0  # stream frames missing from the per-connection sequence
         self.refused_sends = 0  # ERROR replies to send() calls, which have no one waiting
+        self.lost_bytes = 0  # raw links: bytes of records cut off by the end of a connection
         self.last_error: str | None = None
         values = types.values() if isinstance(types, Mapping) else types
         self._types = TypeMap(values, history)
@@ -135,6 +153,10 @@ class Bridge:
 
     def _handshake(self) -> tuple[Transport, FrameReader, Schema, list]:
         """Open a new link, read its HELLO, check every known class against it."""
+        if self._raw is not None:
+            raw = RawTransport(self.url, self._raw.by_id[RECV_ID].size)
+            raw.open(self.connect_timeout)
+            return raw, None, self._raw, []  # type: ignore[return-value]
         transport = transport_for(self.url, token=self.token)
         transport.open(self.connect_timeout)
         try:
@@ -244,6 +266,7 @@ class Bridge:
         # State first, then the sweep: a request registered after the sweep sees the state.
         self.last_error = reason
         self.state = State.RECONNECTING if self.reconnect else State.CLOSED
+        self.lost_bytes += getattr(transport, "lost_bytes", 0)
         log.warning("lost %s: %s", self.name, reason)
         transport.close()
         self._fail_pending(DriverUnavailable(f"{self.name}: connection lost ({reason})"))
@@ -367,7 +390,7 @@ class Bridge:
             if pending is not None:
                 self._pending[seq] = pending
             try:
-                self._transport.send(pack_frame(type_id, seq, payload))
+                self._transport.send(payload if self._raw else pack_frame(type_id, seq, payload))
             except CBridgeError:
                 self._pending.pop(seq, None)
                 raise
@@ -398,12 +421,26 @@ class Bridge:
         when there is no link (at once, not after the timeout), LayoutMismatch before sending a
         type whose layout differs from the driver's.
         """
+        self._refuse_on_raw("request()")
         type_id, payload = self._call(self._types.type_id(obj, self.name), bytes(obj), timeout)
         return self._types.decode(type_id, payload)
 
     def send(self, obj: Any) -> int:
-        """Send a struct instance without waiting; returns its seq. An ERROR reply is logged."""
+        """Send a struct instance without waiting; returns its seq. An ERROR reply is logged.
+        On a raw link ``bytes(obj)`` is written as it is, and ``obj`` must be of the send class."""
+        if self._raw is not None:
+            send = self._send_class
+            if send is None or layout_of(type(obj))["name"] != layout_of(send)["name"]:
+                raise TypeError(f"{self.name} takes {send.__name__ if send else 'nothing'}"
+                                f"{'' if send else ' (connect with send=Class)'}, not "
+                                f"{type(obj).__name__}")
         return self._post(self._types.type_id(obj, self.name), bytes(obj), None)
+
+    def _refuse_on_raw(self, what: str) -> None:
+        if self._raw is not None:
+            raise NotSupported(f"{what} needs a cbridge driver: nothing on the raw link "
+                               f"{self.name} pairs a reply with its request. Use send(), and read "
+                               "what comes back with history() or subscribe()")
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Any:
         """Serve this driver to remote notebooks over a WebSocket; returns the running Relay.
@@ -414,6 +451,7 @@ class Bridge:
         """
         from .relay import Relay
 
+        self._refuse_on_raw("serve()")
         relay = Relay(self, host=host, port=port, **options).start()
         self.relays.append(relay)
         return relay
@@ -427,6 +465,7 @@ class Bridge:
 
     def ping(self, payload: bytes = b"", timeout: float = 1.0) -> float:
         """Round-trip a PING; returns the seconds it took."""
+        self._refuse_on_raw("ping()")
         if len(payload) > MAX_PING_PAYLOAD:
             raise ValueError(f"a PING carries at most {MAX_PING_PAYLOAD} bytes")
         t0 = time.perf_counter()
@@ -443,6 +482,11 @@ class Bridge:
     def schema(self) -> Schema | None:
         """The driver's HELLO, parsed (None before the first connection)."""
         return self._types.schema
+
+    @property
+    def raw(self) -> bool:
+        """True for a raw link (a program that speaks bare structs, no cbridge protocol)."""
+        return self._raw is not None
 
     @property
     def types(self) -> dict[str, type]:
@@ -500,6 +544,7 @@ class Bridge:
             "dropped_frames": self.dropped_frames,
             "stream_gaps": self.stream_gaps,
             "refused_sends": self.refused_sends,
+            "lost_bytes": self.lost_bytes,
             "reconnects": self.reconnects,
             "pending": len(self._pending),
             "last_error": self.last_error,
@@ -517,6 +562,8 @@ def connect(
     types: Iterable[type] | Mapping[str, type] = (),
     timeout: float = 5.0,
     token: str | None = None,
+    recv: type | None = None,
+    send: type | None = None,
 ) -> Bridge:
     """Connect to a driver and start the reader thread.
 
@@ -525,10 +572,15 @@ def connect(
     against the driver's schema now (LayoutMismatch if one differs) and to use for decoding.
     Raises DriverUnavailable if no driver answers.
 
+    ``raw+unix:///path`` and ``raw+tcp://host:port`` reach a program that speaks bare structs:
+    it sends records of ``recv`` and takes records of ``send`` (no header, no HELLO; the layout
+    is the one the classes were compiled with). ``request()`` is refused there.
+
         b = connect("unix:///tmp/cbridge-demo.sock", history=10_000)
+        m = connect("raw+tcp://10.0.0.7:5025", recv=Measurement, send=Command)
     """
     bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout,
-                    token=token)
+                    token=token, recv=recv, send=send)
     bridge._start()
     return bridge
 

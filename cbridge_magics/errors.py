@@ -37,5 +37,10 @@ class RequestTimeout(CBridgeError, TimeoutError):
     """A request got no reply within its timeout."""
 
 
+class NotSupported(CBridgeError):
+    """The link cannot do this: ``request()`` on a raw link, say, where nothing pairs a reply
+    with its request."""
+
+
 class CStructError(CBridgeError):
     """A C declaration could not be turned into a compiled class (the message carries the compiler's words)."""

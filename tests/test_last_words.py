@@ -5,9 +5,10 @@ each carry the STOP out, at full rate (rate_hz 0) and paced (1 kHz), whether or 
 read what was streamed to it. An observer stays connected all along: with nobody left the driver
 would stop the stream by itself (its safe state, tested at the end), which would hide a lost STOP.
 
-Each end guards on its own. Against the driver built before these fixes, the Bridge tests fail
-without Bridge.close()'s polite close; against this driver and relay they pass either way, and
-stand guard for the Bridge's side.
+Each end guards on its own. This driver and relay read what a client sent whatever way it
+closes, so the Bridge tests here pass with or without Bridge.close()'s polite close and stand
+guard for the Bridge's side; the test that fails without it, at both speeds, is in test_raw.py,
+against a program that drops a client at its first hangup, unread input and all.
 """
 
 from __future__ import annotations

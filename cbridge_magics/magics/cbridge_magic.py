@@ -106,9 +106,11 @@ class CBridgeMagics(Magics):
             raise UsageError("--history must be >= 0")
         from ..bridge import connect
 
+        raw = {k: self._struct_class(getattr(args, k), f"--{k}") for k in ("recv", "send")
+               if getattr(args, k)}
         try:
             b = connect(args.url, history=args.history, reconnect=not args.no_reconnect,
-                        timeout=args.timeout, token=args.token)
+                        timeout=args.timeout, token=args.token, **raw)
         except ValueError as e:
             raise UsageError(str(e)) from None
         self.close()  # connecting again replaces the old connection, once the new one stands
@@ -117,8 +119,24 @@ class CBridgeMagics(Magics):
         self.bridge = b
         self.shell.push({args.name: b})
         s = b.schema
+        if b.raw:
+            names = [t.name for t in s.types]
+            print(f"connected to the raw link {b.name} (as {args.name}): records of {names[0]} "
+                  f"in{f', of {names[-1]} out' if args.send else ''}; no HELLO, so the layouts "
+                  "are the compiled classes'")
+            return
         print(f"connected to {s.driver} {s.driver_version} at {b.name} (as {args.name})")
         print(textwrap.indent(str(report), "  "))
+
+    def _struct_class(self, name: str, option: str) -> type:
+        """A struct class by name: the notebook's variable of that name, else %%cstruct's."""
+        cls = self.shell.user_ns.get(name)
+        if not hasattr(cls, "__layout__"):
+            cls = cstruct.registry.get(name)
+        if cls is None:
+            raise UsageError(f"{option} {name}: no struct class of that name; declare it with "
+                             "%%cstruct (or %cstruct --header FILE.h) first")
+        return cls
 
     def _status(self, _args: argparse.Namespace) -> None:
         b = self.bridge
@@ -136,6 +154,8 @@ class CBridgeMagics(Magics):
         print(f"  stream frames dropped for this reader (as told by the other end): "
               f"{st['dropped_frames']}; gaps seen: {st['stream_gaps']}; "
               f"refused sends: {st['refused_sends']}; pending requests: {st['pending']}")
+        if st["lost_bytes"]:
+            print(f"  bytes of records cut off by the end of a connection: {st['lost_bytes']:,}")
         if st["errors_seen"]:
             print(f"  background errors: {st['errors_seen']:,} ({st['errors_unlogged']:,} over the "
                   "log's rate, counted only); the latest in bridge.stats()['recent_errors']")

@@ -26,8 +26,12 @@ class Command:
 
 
 def _connect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", help="unix:///path/to.sock (the driver) or ws://host:port/?token=... "
-                               "(a relay)")
+    p.add_argument("url", help="unix:///path/to.sock (the driver), ws://host:port/?token=... "
+                               "(a relay), or raw+unix:///path or raw+tcp://host:port (a program "
+                               "that speaks bare structs: give --recv)")
+    p.add_argument("--recv", metavar="CLASS", help="raw links: the struct class the program "
+                                                   "sends (declared with %%cstruct)")
+    p.add_argument("--send", metavar="CLASS", help="raw links: the struct class it takes")
     p.add_argument("--token", help="the relay's token, if not in the URL")
     p.add_argument("--as", dest="name", default="bridge", help="name of the Bridge in the notebook "
                                                                "(default: bridge)")
@@ -75,7 +79,9 @@ def _help(p: argparse.ArgumentParser) -> None:
 COMMANDS = (
     Command("connect", "connect to a driver (or a relay) and bind the Bridge in the notebook",
             ("%cbridge connect unix:///tmp/cbridge-demo.sock",
-             "%cbridge connect ws://host:8765/ --token T --as remote"), _connect),
+             "%cbridge connect ws://host:8765/ --token T --as remote",
+             "%cbridge connect raw+tcp://10.0.0.7:5025 --recv Measurement --send Command"),
+            _connect),
     Command("status", "the link, records and drops per type, plots, relay clients",
             ("%cbridge status",)),
     Command("send", "send a struct instance and show the typed reply",

@@ -1,7 +1,8 @@
 """How frames travel: a small interface with one class per kind of link.
 
-``UnixTransport`` talks to the driver's Unix socket, ``WebSocketTransport`` to a relay. Every
-transport has the same six calls, used by the Bridge's reader thread (``read``) and by callers
+``UnixTransport`` talks to the driver's Unix socket, ``WebSocketTransport`` to a relay, and
+``wire.raw.RawTransport`` to a program that speaks bare structs. Every transport has the same six
+calls, used by the Bridge's reader thread (``read``) and by callers
 (``send``, under the Bridge's send lock):
 
     t = transport_for("unix:///tmp/cbridge-demo.sock")
@@ -40,22 +41,26 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class UnixTransport:
-    """A stream socket to the driver; reads go straight into the FrameReader without the GIL."""
+class SocketTransport:
+    """A stream socket (Unix or TCP): opening, sending and the two ways of ending it. Reading is
+    the subclass's: framed (UnixTransport) or bare records (wire.raw.RawTransport)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.url = f"unix://{path}"
+    def __init__(self, url: str, family: int, address: Any) -> None:
+        self.url = url
+        self.family = family
+        self.address = address
         self._sock: socket.socket | None = None
 
     def open(self, timeout: float) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
-            sock.connect(self.path)
+            sock.connect(self.address)
         except OSError as e:
             sock.close()
             raise DriverUnavailable(f"cannot connect to {self.url}: {e.strerror or e}") from None
+        if self.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Blocking from here on: the reader thread waits in recv() with the GIL released, and
         # shutdown() is what wakes it.
         sock.settimeout(None)
@@ -66,23 +71,9 @@ class UnixTransport:
             raise ConnectionClosed(f"{self.url} is not open")
         return self._sock.fileno()
 
-    def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]:
-        fd = self._fd()
-        while True:
-            if timeout is not None and not select.select([fd], [], [], timeout)[0]:
-                raise TimeoutError(f"nothing from {self.url} within {timeout} s")
-            try:
-                n = reader.recv_fd(fd)
-            except OSError as e:
-                raise ConnectionClosed(f"{self.url}: {e.strerror or e}") from None
-            if n == 0:
-                raise ConnectionClosed(f"{self.url} closed the connection")
-            try:
-                frames = reader.frames()
-            except FrameError as e:
-                raise ProtocolError(f"{self.url} sent a bad frame: {e}") from None
-            if frames:
-                return frames
+    def _wait(self, fd: int, timeout: float | None) -> None:
+        if timeout is not None and not select.select([fd], [], [], timeout)[0]:
+            raise TimeoutError(f"nothing from {self.url} within {timeout} s")
 
     def send(self, data: bytes) -> None:
         if self._sock is None:
@@ -93,9 +84,9 @@ class UnixTransport:
             raise ConnectionClosed(f"{self.url}: {e.strerror or e}") from None
 
     def finish(self) -> None:
-        """Half-close: the driver reads everything sent so far, then end of file, and closes in
+        """Half-close: the peer reads everything sent so far, then end of file, and closes in
         turn (our reads go on until then). Closing both ways at once instead can make the
-        driver's next write fail before it has read our last frames."""
+        peer's next write fail before it has read what we sent last."""
         self._shut(socket.SHUT_WR)
 
     def shutdown(self) -> None:
@@ -112,6 +103,31 @@ class UnixTransport:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+
+class UnixTransport(SocketTransport):
+    """The driver's Unix socket; reads go straight into the FrameReader without the GIL."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"unix://{path}", socket.AF_UNIX, path)
+        self.path = path
+
+    def read(self, reader: FrameReader, timeout: float | None = None) -> list[Frame]:
+        fd = self._fd()
+        while True:
+            self._wait(fd, timeout)
+            try:
+                n = reader.recv_fd(fd)
+            except OSError as e:
+                raise ConnectionClosed(f"{self.url}: {e.strerror or e}") from None
+            if n == 0:
+                raise ConnectionClosed(f"{self.url} closed the connection")
+            try:
+                frames = reader.frames()
+            except FrameError as e:
+                raise ProtocolError(f"{self.url} sent a bad frame: {e}") from None
+            if frames:
+                return frames
 
 
 MAX_MESSAGE = 16 << 20
@@ -258,17 +274,38 @@ def _safe(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-def transport_for(url: str, token: str | None = None) -> Transport:
-    """The transport a URL names: ``unix:///path/to.sock``, or ``ws://host:port/?token=...``."""
+def socket_address(url: str) -> tuple[int, Any, str]:
+    """(family, address, url) of ``unix:///path`` or ``tcp://host:port`` (any ``X+`` prefix
+    ignored, as in ``raw+unix://``)."""
     parts = urlsplit(url)
-    if parts.scheme == "unix":
+    scheme = parts.scheme.rsplit("+", 1)[-1]
+    if scheme == "unix":
         path = parts.path or parts.netloc
         if not path:
-            raise ValueError(f"{url!r} names no socket path (write unix:///path/to.sock)")
+            raise ValueError(f"{url!r} names no socket path (write {parts.scheme}:///path/to.sock)")
+        return socket.AF_UNIX, path, f"{parts.scheme}://{path}"
+    if scheme == "tcp":
+        if not parts.hostname or parts.port is None:
+            raise ValueError(f"{url!r} needs a host and a port ({parts.scheme}://host:port)")
+        return socket.AF_INET6 if ":" in parts.hostname else socket.AF_INET, \
+            (parts.hostname, parts.port), f"{parts.scheme}://{parts.netloc}"
+    raise ValueError(f"{_safe(url)!r}: unsupported scheme {parts.scheme!r}")
+
+
+def transport_for(url: str, token: str | None = None) -> Transport:
+    """The transport a URL names: ``unix:///path/to.sock``, or ``ws://host:port/?token=...``.
+    (``raw+unix://`` and ``raw+tcp://`` links are opened by ``wire.raw``: they need the record
+    class.)"""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        _family, path, _url = socket_address(url)
         return UnixTransport(path)
     if parts.scheme in ("ws", "wss"):
         if not parts.hostname:
             raise ValueError(f"{_safe(url)!r} names no host")
         return WebSocketTransport(url, token)
-    raise ValueError(f"{_safe(url)!r}: unsupported scheme {parts.scheme!r} "
-                     "(use unix:///path/to.sock or ws://host:port/?token=...)")
+    if parts.scheme in ("raw+unix", "raw+tcp"):
+        raise ValueError(f"{_safe(url)!r} is a raw link: connect(url, recv=Class) opens it")
+    raise ValueError(f"{_safe(url)!r}: unsupported scheme {parts.scheme!r} (use "
+                     "unix:///path/to.sock, ws://host:port/?token=..., raw+unix:///path or "
+                     "raw+tcp://host:port)")

@@ -1,0 +1,93 @@
+"""Raw links: programs that write and read bare C structs on a socket, with no frame header and
+no HELLO (``raw+unix:///path``, ``raw+tcp://host:port``).
+
+The byte stream from the program is a sequence of records of one class; the layout is the one
+``%%cstruct`` compiled, which is all there is to check against. The transport turns what it reads
+into the frames the Bridge already handles (whole records, as a stream of one type id, a partial
+record kept for the next read), and a schema stands in for the HELLO, so history, subscribers and
+plots work as with a cbridge driver.
+
+    t = RawTransport("raw+unix:///tmp/meter.sock", record_size=280, type_id=RECV_ID)
+    t.open(5.0); t.read(None)      # [(RECV_ID, STREAM, seq, b"...whole records...")]
+    t.send(bytes(cmd))             # as it is: no header
+    schema = raw_schema(url, Telemetry.__layout__, Command.__layout__)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .codes import USER_TYPE_MIN, Flag
+from .hello import Schema, TypeInfo
+from .transports import ConnectionClosed, Frame, SocketTransport, socket_address
+
+RECV_ID = USER_TYPE_MIN  # the type id the received records are filed under
+SEND_ID = USER_TYPE_MIN + 1  # the send class's, when it is another class
+READ_BYTES = 256 << 10  # read size: large reads keep the per-record cost of Python low
+_STREAM = int(Flag.STREAM)
+
+
+class RawTransport(SocketTransport):
+    """A Unix or TCP stream of bare records of ``record_size`` bytes; ``lost_bytes`` counts the
+    bytes of a record cut off by the end of the connection."""
+
+    def __init__(self, url: str, record_size: int, type_id: int = RECV_ID) -> None:
+        family, address, name = socket_address(url)
+        super().__init__(name, family, address)
+        if record_size <= 0:
+            raise ValueError("a raw link needs a record size above 0")
+        self.record_size = record_size
+        self.type_id = type_id
+        self.lost_bytes = 0
+        # whole records of READ_BYTES or more, and room for the partial record left over
+        size = max(READ_BYTES // record_size, 1) * record_size + record_size
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._have = 0  # bytes of a partial record at the start of _buf
+        self._seq = 0
+
+    def read(self, reader: Any = None, timeout: float | None = None) -> list[Frame]:
+        """The next whole records as one stream frame; blocks until there is at least one."""
+        fd = self._fd()
+        assert self._sock is not None
+        size, view = self.record_size, self._view
+        while True:
+            self._wait(fd, timeout)
+            try:
+                n = self._sock.recv_into(view[self._have:])
+            except OSError as e:
+                raise ConnectionClosed(f"{self.url}: {e.strerror or e}{self._cut()}") from None
+            if n == 0:
+                raise ConnectionClosed(f"{self.url} closed the connection{self._cut()}")
+            have = self._have + n
+            whole = have - have % size
+            if whole == 0:
+                self._have = have
+                continue
+            payload = bytes(view[:whole])
+            rest = have - whole
+            if rest:
+                view[:rest] = view[whole:have]
+            self._have = rest
+            seq, self._seq = self._seq, (self._seq + 1) & 0xFFFFFFFF
+            return [(self.type_id, _STREAM, seq, payload)]
+
+    def _cut(self) -> str:
+        """Counts, and says, the partial record an end of the connection cut off."""
+        have, self._have = self._have, 0
+        if not have:
+            return ""
+        self.lost_bytes += have
+        return f" in the middle of a record: {have} of its {self.record_size} bytes lost"
+
+
+def raw_schema(url: str, recv: Mapping[str, Any], send: Mapping[str, Any] | None) -> Schema:
+    """What stands in for a HELLO on a raw link: the received class as type RECV_ID and the sent
+    one (if another class) as SEND_ID, with the layouts ``%%cstruct`` compiled."""
+    entries = [(RECV_ID, recv)]
+    if send is not None and send["name"] != recv["name"]:
+        entries.append((SEND_ID, send))
+    types = tuple(TypeInfo(i, lay["name"], lay["size"], lay["align"], {**lay, "id": i})
+                  for i, lay in entries)
+    return Schema(protocol=0, driver=f"raw link {url}", driver_version="",
+                  max_payload=max(t.size for t in types), types=types, raw={})
