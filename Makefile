@@ -26,6 +26,7 @@ BUILD_INPUTS := pyproject.toml setup.py \
              cbridge_magics/cstruct/*.pxd cbridge_magics/cstruct/*.h)
 
 $(STAMP): $(VPY) $(BUILD_INPUTS)
+	command -v pkg-config >/dev/null || { apt-get update && apt-get install -y pkgconf; }
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e '.[test]'
 	$(VPY) -m cbridge_magics install-kernel --sys-prefix

@@ -42,6 +42,10 @@ static void on_setpoint(cb_server *s, const cb_request *req, void *user)
 int main(int argc, char **argv)
 {
     const char *path = argc == 3 && !strcmp(argv[1], "--socket") ? argv[2] : "/tmp/minimal.sock";
+    if (argc != 1 && (argc != 3 || strcmp(argv[1], "--socket"))) {
+        fprintf(stderr, "usage: minimal [--socket PATH]\n");
+        return 2;
+    }
     thermometer t = {20.0, 20.0, 0, 10};
     char err[256];
     cb_server *s = cb_server_new("minimal-thermometer", "1.0");

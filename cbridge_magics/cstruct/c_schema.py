@@ -107,12 +107,12 @@ def _probe(header: Path, flags: list[str], cc: Sequence[str], records: list[Reco
         proc = run_cc([*cc, *flags, "-include", str(header.resolve()), str(src), "-o", str(exe)],
                       "compile the layout probe")
         if proc.returncode != 0:
-            raise CStructError(f"c-schema: the C compiler rejected {header} (with the layout "
+            raise CStructError(f"the C compiler rejected {header} (with the layout "
                                f"probe):\n{proc.stderr.strip()}")
         run = subprocess.run([str(exe)], capture_output=True, text=True)
     out = run.stdout.split("\n")
     if run.returncode != 0 or len(out) < len(records) + len(constants):
-        raise CStructError(f"c-schema: the layout probe failed ({run.returncode}): {run.stderr}")
+        raise CStructError(f"the layout probe failed ({run.returncode}): {run.stderr}")
     layouts = [[int(v) for v in out[i].split()] for i in range(len(records))]
     values = [int(out[len(records) + i]) for i in range(len(constants))]
     return layouts, values
@@ -124,7 +124,7 @@ def _choose_ids(records: list[Record], ids: Mapping[str, int], prefix: str,
     by_name = {n: r for r in records for n in [r.name, *r.aliases]}
     unknown = sorted(set(ids) - set(by_name))
     if unknown:
-        raise CStructError(f"c-schema: --ids names {', '.join(unknown)}, which the header does not "
+        raise CStructError(f"--ids names {', '.join(unknown)}, which the header does not "
                            f"define (its structs: {', '.join(r.name for r in records) or 'none'})")
     chosen: dict[int, tuple[int | None, str]] = {}
     constants: list[str] = []
@@ -153,13 +153,13 @@ def generate(header: str | os.PathLike[str], *, prefix: str | None = None,
     t0 = time.perf_counter()
     path = Path(header)
     if not path.is_file():
-        raise CStructError(f"c-schema: no such header: {path}")
+        raise CStructError(f"no such header: {path}")
     prefix = prefix or re.sub(r"\W", "_", path.stem)
     if not prefix.isidentifier():
-        raise CStructError(f"c-schema: prefix {prefix!r} is not a C identifier")
+        raise CStructError(f"prefix {prefix!r} is not a C identifier")
     tc = toolchain()
     if tc.cc_path is None:
-        raise CStructError(f"c-schema: no C compiler: {tc.cc[0]!r} was not found")
+        raise CStructError(f"no C compiler: {tc.cc[0]!r} was not found")
     flags = search_flags([str(path.resolve().parent)], [str(Path(d).resolve()) for d in include_dirs],
                          list(cflags))
     model = parse_file(path, str(path), flags, tc.cc)
@@ -180,7 +180,7 @@ def generate(header: str | os.PathLike[str], *, prefix: str | None = None,
                         None)
             if rule is not None:
                 if value_of[rule] != value:
-                    raise CStructError(f"c-schema: {r.name}: --ids gives {value}, but the "
+                    raise CStructError(f"{r.name}: --ids gives {value}, but the "
                                        f"header's {rule} is {value_of[rule]}")
                 source = rule  # the same id: the header's name for it stays the one name
         else:
@@ -219,19 +219,19 @@ def _check(regs: list[Registered], records: list[Record], prefix: str) -> None:
     if not regs:
         names = ", ".join(r.name for r in records) or "none"
         raise CStructError(
-            f"c-schema: no struct has a type id (structs: {names}). Give ids with --ids "
+            f"no struct has a type id (structs: {names}). Give ids with --ids "
             f"NAME=ID, define {prefix.upper()}_TYPE_<NAME> in the header, or pass --first-id N")
     seen: dict[int, str] = {}
     for g in regs:
         if not USER_TYPE_MIN <= g.id <= _MAX_ID:
-            raise CStructError(f"c-schema: {g.record.name}: type id {g.id} (from {g.id_source}) "
+            raise CStructError(f"{g.record.name}: type id {g.id} (from {g.id_source}) "
                                f"is outside {USER_TYPE_MIN}..{_MAX_ID} (ids below "
                                f"{USER_TYPE_MIN} are the protocol's own)")
         if g.id in seen:
-            raise CStructError(f"c-schema: {seen[g.id]} and {g.record.name} both have type id {g.id}")
+            raise CStructError(f"{seen[g.id]} and {g.record.name} both have type id {g.id}")
         seen[g.id] = g.record.name
         if not g.record.members:
-            raise CStructError(f"{g.record.where}: c-schema: {g.record.name} has no fields to send")
+            raise CStructError(f"{g.record.where}: {g.record.name} has no fields to send")
 
 
 class _Writer:
