@@ -1,5 +1,6 @@
-"""The command line: ``python -m cbridge_magics install-kernel`` (see cbridge_magics.kernelspec)
-and ``python -m cbridge_magics c-schema HEADER.h`` (see cbridge_magics.cstruct.c_schema)."""
+"""The command line: ``python -m cbridge_magics install-kernel`` (see cbridge_magics.kernelspec),
+``c-schema HEADER.h`` (cbridge_magics.cstruct.c_schema) and ``replay FILE --socket PATH``
+(cbridge_magics.recording.replay)."""
 
 from __future__ import annotations
 
@@ -42,9 +43,24 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR",
                    help="also search DIR for the header's includes")
     c.add_argument("--cflags", default="", help="more compiler flags, as one string")
+    r = sub.add_parser(
+        "replay", help="serve a recording as a driver, on a Unix socket",
+        description="Serve FILE (made by bridge.record or %%cbridge record) over the cbridge "
+        "protocol: its HELLO, its stream frames, PING, and requests answered with the recorded "
+        "replies to requests of their type, in order (ERROR 7 when the recording has none). "
+        "Stops on Ctrl-C or SIGTERM.")
+    r.add_argument("file", help="the recording")
+    r.add_argument("--socket", required=True, help="the Unix socket to listen on")
+    r.add_argument("--speed", default="1.0", help="a factor of the recorded pace, or max: as "
+                   "fast as the clients read (default: 1.0)")
+    r.add_argument("--loop", action="store_true", help="start again at the end")
+    r.add_argument("--epoch", type=int, default=0, help="which schema of a recording that spans "
+                   "drivers (default: 0, the first)")
     args = parser.parse_args(argv)
     if args.command == "c-schema":
         return _c_schema(parser, args, argv)
+    if args.command == "replay":
+        return _replay(parser, args)
     prefix = sys.prefix if args.sys_prefix else args.prefix
     path = kernelspec.install(args.name, args.display_name, user=args.user, prefix=prefix,
                               load_ext=args.load_ext)
@@ -77,6 +93,38 @@ def _c_schema(parser: argparse.ArgumentParser, args: argparse.Namespace,
         h = c_schema.write(gen, args.output)
         print(f"c-schema: wrote {args.output} and {h}: {gen.summary()} ({gen.seconds:.2f} s)",
               file=sys.stderr)
+    return 0
+
+
+def _replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .errors import CBridgeError
+    from .recording.replay import Replay
+
+    if args.speed == "max":
+        speed = None
+    else:
+        try:
+            speed = float(args.speed)
+        except ValueError:
+            parser.error(f"--speed wants a number or max, not {args.speed!r}")
+    logging.basicConfig(level=logging.INFO, format="replay: %(message)s")
+    try:
+        replay = Replay(args.file, args.socket, speed=speed, loop=args.loop, epoch=args.epoch)
+    except (CBridgeError, ValueError, OSError) as e:
+        print(f"replay: error: {e}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        replay.serve(stop)
+    except OSError as e:
+        print(f"replay: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -147,6 +147,7 @@ class Bridge:
         self._log_budget = 0
         self._log_skipped = 0
         self.relays: list[Any] = []  # Relay servers started by serve(), stopped by close()
+        self.recorders: list[Any] = []  # recordings started by record(), stopped by close()
         self._overload_logged = -_OVERLOAD_LOG_EVERY
 
     # --- connection life -------------------------------------------------------------------
@@ -181,6 +182,7 @@ class Bridge:
     def _start(self) -> None:
         transport, reader, schema, early = self._handshake()
         self._types.install(schema)
+        self._record_hello(schema)
         self._transport = transport
         self._stream_seq = None
         self.state = State.CONNECTED
@@ -205,6 +207,7 @@ class Bridge:
         if self.state is State.CLOSED and self._thread is None:
             return
         self.stop_serving()
+        self.stop_recording()
         with self._send_lock:  # a send in progress finishes first; later ones see CLOSED
             self.state = State.CLOSED
         self._stop.set()
@@ -289,6 +292,7 @@ class Bridge:
                 continue
             with self._send_lock:
                 self._types.install(schema)
+                self._record_hello(schema)
                 self._transport = transport
                 self._stream_seq = None
                 self.reconnects += 1
@@ -301,6 +305,10 @@ class Bridge:
         return None  # unreachable; keeps type checkers content
 
     def _dispatch(self, frames: list) -> None:
+        if self.recorders:
+            now = time.time()
+            for rec in self.recorders:
+                rec.received(frames, now)
         entries = self._types.entries
         for type_id, flags, seq, payload in frames:
             if flags & _REPLY:
@@ -389,11 +397,14 @@ class Bridge:
             seq = next(self._seq) & 0xFFFFFFFF
             if pending is not None:
                 self._pending[seq] = pending
+            frame = pack_frame(type_id, seq, payload)
             try:
-                self._transport.send(payload if self._raw else pack_frame(type_id, seq, payload))
+                self._transport.send(payload if self._raw else frame)
             except CBridgeError:
                 self._pending.pop(seq, None)
                 raise
+            for rec in self.recorders:
+                rec.sent(frame, time.time())
         return seq
 
     def _call(self, type_id: int, payload: bytes, timeout: float) -> tuple[int, bytes]:
@@ -455,6 +466,40 @@ class Bridge:
         relay = Relay(self, host=host, port=port, **options).start()
         self.relays.append(relay)
         return relay
+
+    def record(self, path: str, types: Iterable[str] | None = None, max_bytes: int | None = None,
+               sent: bool = False, append: bool = False) -> Any:
+        """Record what this Bridge receives to ``path`` (docs/RECORDING.md); returns the
+        running Recorder (``stop()``, ``stats()``).
+
+            rec = b.record("run.cbrec", types=["Telemetry", "Status"], max_bytes=10 << 30)
+
+        ``types``: only these (default: every frame, replies and errors too); ``sent``: also
+        the frames this Bridge sends (their headers are always kept, to pair replies with
+        requests); ``append``: add to an existing recording instead of refusing it. Frames the
+        disk cannot keep up with are dropped and counted, never waited for.
+        """
+        from .recording import Recorder
+
+        rec = Recorder(path, types=types, max_bytes=max_bytes, sent=sent, append=append,
+                       name=self.name)
+        with self._send_lock:  # the HELLO first, then the frames of the same link
+            if self.schema is not None:
+                rec.hello(self.schema, time.time())
+            self.recorders.append(rec)
+        return rec
+
+    def stop_recording(self) -> list[Any]:
+        """Stop every recording started by record(); returns them (stopped)."""
+        recorders, self.recorders = self.recorders, []
+        for rec in recorders:
+            rec.stop()
+        return recorders
+
+    def _record_hello(self, schema: Schema) -> None:
+        now = time.time()
+        for rec in self.recorders:
+            rec.hello(schema, now)
 
     def stop_serving(self) -> list[Any]:
         """Stop every relay started by serve(); returns them (stopped). Safe to call twice."""
@@ -551,6 +596,7 @@ class Bridge:
             "recent_errors": list(self._errors),
             "errors_seen": self.errors_seen,
             "errors_unlogged": self.errors_unlogged,
+            "recordings": [rec.stats() for rec in self.recorders],
         }
 
 

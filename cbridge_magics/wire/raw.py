@@ -15,10 +15,11 @@ plots work as with a cbridge driver.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
-from .codes import USER_TYPE_MIN, Flag
-from .hello import Schema, TypeInfo
+from .codes import DEFAULT_MAX_PAYLOAD, USER_TYPE_MIN, VERSION, Flag
+from .hello import Schema, parse_hello
 from .transports import ConnectionClosed, Frame, SocketTransport, socket_address
 
 RECV_ID = USER_TYPE_MIN  # the type id the received records are filed under
@@ -83,11 +84,14 @@ class RawTransport(SocketTransport):
 
 def raw_schema(url: str, recv: Mapping[str, Any], send: Mapping[str, Any] | None) -> Schema:
     """What stands in for a HELLO on a raw link: the received class as type RECV_ID and the sent
-    one (if another class) as SEND_ID, with the layouts ``%%cstruct`` compiled."""
+    one (if another class) as SEND_ID, with the layouts ``%%cstruct`` compiled. It is a HELLO as
+    a driver would send it (a recording of a raw link replays as a cbridge driver), marked
+    ``"raw": true``."""
     entries = [(RECV_ID, recv)]
     if send is not None and send["name"] != recv["name"]:
         entries.append((SEND_ID, send))
-    types = tuple(TypeInfo(i, lay["name"], lay["size"], lay["align"], {**lay, "id": i})
-                  for i, lay in entries)
-    return Schema(protocol=0, driver=f"raw link {url}", driver_version="",
-                  max_payload=max(t.size for t in types), types=types, raw={})
+    types = [{**lay, "id": i} for i, lay in entries]
+    doc = {"protocol": VERSION, "driver": f"raw link {url.split('?', 1)[0]}", "driver_version": "",
+           "max_payload": max(DEFAULT_MAX_PAYLOAD, *(t["size"] for t in types)), "types": types,
+           "raw": True}
+    return parse_hello(json.dumps(doc).encode())

@@ -1,0 +1,257 @@
+"""Reading a recording: its schemas, and the records of a type as a numpy structured array.
+
+Opening reads the file header and the first entry only; the entries are walked (their headers,
+not their data) the first time something asks for them, and records are copied out of the
+memory-mapped file one frame at a time. A file cut off by a crash or a full disk opens up to its
+last whole entry (``ignored_bytes`` says how much was left over).
+
+    r = recording.open("run.cbrec")
+    r.schema, r.types                 # the first HELLO; every type recorded
+    t = r.records("Telemetry")        # numpy structured array; r.times("Telemetry") per record
+    for f in r.frames(): ...          # everything, in order (Frame: kind, time, type, payload...)
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import CBridgeError, ProtocolError
+from ..history import History
+from ..wire.codes import HEADER_SIZE, MAGIC, VERSION as WIRE_VERSION
+from ..wire.frames import HEADER
+from ..wire.hello import Schema, parse_hello
+from . import format as fmt
+
+
+class NotARecording(CBridgeError):
+    """The file is not a recording, or one of a version this reader does not read."""
+
+
+def check_header(head: bytes, path: Any) -> str | None:
+    """What is wrong with a recording's first bytes, or None."""
+    if len(head) < fmt.FILE_HEADER_SIZE:
+        return f"{path} is not a recording (it is {len(head)} bytes long)"
+    magic, version, size, _ = fmt.FILE_HEADER.unpack_from(head)
+    if magic != fmt.MAGIC:
+        return f"{path} is not a recording (it does not start with {fmt.MAGIC.decode()})"
+    if version != fmt.VERSION or size < fmt.FILE_HEADER_SIZE:
+        return f"{path} is a recording of format version {version}; this reader reads " \
+               f"version {fmt.VERSION}"
+    return None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One entry: a HELLO, a frame received or sent, a header sent, or a note."""
+
+    kind: fmt.Kind
+    time: float
+    epoch: int  # which schema (index into Recording.schemas) was current
+    type_id: int  # frames only (else 0)
+    flags: int
+    seq: int
+    payload: memoryview  # the frame's payload; the whole body for HELLO and NOTE
+
+
+class Recording:
+    """An open recording; see the module docstring. ``close()`` (or ``with``) unmaps it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with io.open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            problem = check_header(f.read(fmt.FILE_HEADER_SIZE), self.path)
+            if problem:
+                raise NotARecording(problem)
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        self.size = size
+        self._view = memoryview(self._mm) if self._mm is not None else memoryview(b"")
+        self._bytes = np.frombuffer(self._view, np.uint8)
+        first = next(fmt.scan(self._view, fmt.FILE_HEADER_SIZE, size), None)
+        if first is None or first.kind != fmt.Kind.HELLO:
+            raise NotARecording(f"{self.path} holds no HELLO: an empty or damaged recording")
+        self.schema = self._hello(first)
+
+    def _hello(self, e: fmt.Entry) -> Schema:
+        try:
+            return parse_hello(bytes(self._view[e.offset:e.offset + e.length]))
+        except ProtocolError as err:
+            raise NotARecording(f"{self.path}: the HELLO at byte {e.offset} is damaged: "
+                                f"{err}") from None
+
+    # --- the walk (once, on first use) -----------------------------------------------------
+
+    @cached_property
+    def _index(self) -> dict[str, Any]:
+        """Every whole entry's place, and the schemas in order; the walk stops at damage."""
+        view, size = self._view, self.size
+        offsets, kinds, times, epochs, type_ids, flags, seqs, lengths = ([] for _ in range(8))
+        schemas: list[Schema] = []
+        end = fmt.FILE_HEADER_SIZE
+        damage = None
+        for e in fmt.scan(view, fmt.FILE_HEADER_SIZE, size):
+            tid = fl = sq = 0
+            plen = e.length
+            if e.kind == fmt.Kind.HELLO:
+                schema = self._hello(e)
+                if not schemas or schema.raw != schemas[-1].raw:
+                    schemas.append(schema)
+            elif e.kind in (fmt.Kind.RECEIVED, fmt.Kind.SENT, fmt.Kind.SENT_HEADER):
+                if e.length < HEADER_SIZE:
+                    damage = f"a frame entry of {e.length} bytes at byte {e.offset}"
+                    break
+                magic, version, fl, tid, sq, plen = HEADER.unpack_from(view, e.offset)
+                whole = HEADER_SIZE + plen == e.length or e.kind == fmt.Kind.SENT_HEADER
+                if magic != MAGIC or version != WIRE_VERSION or not whole:
+                    damage = f"a damaged frame at byte {e.offset} (its header says {plen} " \
+                             f"bytes, the entry holds {e.length - HEADER_SIZE})"
+                    break
+            offsets.append(e.offset)
+            kinds.append(e.kind)
+            times.append(e.time)
+            epochs.append(max(len(schemas) - 1, 0))
+            type_ids.append(tid)
+            flags.append(fl)
+            seqs.append(sq)
+            lengths.append(plen)
+            end = e.offset + e.length + fmt.padding(e.length)
+        return {"offset": np.array(offsets, np.int64), "kind": np.array(kinds, np.uint32),
+                "time": np.array(times), "epoch": np.array(epochs, np.int32),
+                "type_id": np.array(type_ids, np.uint32), "flags": np.array(flags, np.uint32),
+                "seq": np.array(seqs, np.uint32), "length": np.array(lengths, np.int64),
+                "schemas": schemas, "end": min(end, size), "damage": damage}
+
+    @property
+    def schemas(self) -> list[Schema]:
+        """Every distinct schema in order: a reconnect to another driver starts a new one."""
+        return self._index["schemas"]
+
+    @property
+    def types(self) -> list[str]:
+        """The names of every type in the recording's schemas."""
+        return list(dict.fromkeys(t.name for s in self.schemas for t in s.types))
+
+    @property
+    def ignored_bytes(self) -> int:
+        """Bytes after the last whole entry: a file cut off by a crash or a full disk."""
+        return self.size - self._index["end"]
+
+    @property
+    def damage(self) -> str | None:
+        """What stopped the walk before the end of the file, if something did."""
+        return self._index["damage"]
+
+    @property
+    def notes(self) -> list[dict[str, Any]]:
+        """What the recorder wrote about itself: frames it dropped, why it stopped."""
+        import json
+
+        ix = self._index
+        return [json.loads(bytes(self._body(i)))
+                for i in np.flatnonzero(ix["kind"] == fmt.Kind.NOTE)]
+
+    def _body(self, i: int) -> memoryview:
+        ix = self._index
+        off = int(ix["offset"][i])
+        if ix["kind"][i] in (fmt.Kind.RECEIVED, fmt.Kind.SENT):
+            return self._view[off + HEADER_SIZE:off + HEADER_SIZE + int(ix["length"][i])]
+        return self._view[off:off + int(ix["length"][i])]
+
+    # --- records ---------------------------------------------------------------------------
+
+    def _selection(self, name: str, epoch: int | None) -> tuple[np.ndarray, Any]:
+        """The received entries of ``name`` (in one layout), and that layout's type info."""
+        ix = self._index
+        found = [(i, s.by_name[name]) for i, s in enumerate(self.schemas) if name in s.by_name]
+        if not found:
+            raise KeyError(f"{self.path} has no type {name!r} (it has {', '.join(self.types)})")
+        if epoch is not None:
+            found = [(i, info) for i, info in found if i == epoch]
+            if not found:
+                raise KeyError(f"schema {epoch} of {self.path} has no type {name!r}")
+        layouts = {repr(info.layout | {"id": 0}) for _, info in found}
+        if len(layouts) > 1:
+            raise ValueError(f"{name} has {len(layouts)} layouts in {self.path} (schemas "
+                             f"{', '.join(str(i) for i, _ in found)}): say which with epoch=")
+        mask = np.zeros(len(ix["kind"]), bool)
+        for i, info in found:
+            mask |= (ix["epoch"] == i) & (ix["type_id"] == info.id)
+        mask &= (ix["kind"] == fmt.Kind.RECEIVED) & (ix["length"] > 0) & \
+            (ix["length"] % found[0][1].size == 0)
+        return np.flatnonzero(mask), found[0][1]
+
+    def records(self, name: str, epoch: int | None = None) -> np.ndarray:
+        """Every record of ``name`` received, in order, as a numpy structured array (a copy out
+        of the mapped file). A type whose layout changed between schemas needs ``epoch``."""
+        from ..cstruct.from_schema import dtype_from_layout
+
+        rows, info = self._selection(name, epoch)
+        dtype = dtype_from_layout(info.layout)
+        ix = self._index
+        counts = ix["length"][rows] // info.size
+        out = np.empty(int(counts.sum()), dtype)
+        raw = out.view(np.uint8).reshape(-1)
+        at = 0
+        data = self._bytes  # numpy slices of numpy: one memcpy each
+        for off, n in zip((ix["offset"][rows] + HEADER_SIZE).tolist(), (counts * info.size).tolist()):
+            raw[at:at + n] = data[off:off + n]
+            at += n
+        return out
+
+    def times(self, name: str, epoch: int | None = None) -> np.ndarray:
+        """The receive time (seconds since the epoch) of each record ``records`` returns."""
+        rows, info = self._selection(name, epoch)
+        ix = self._index
+        return np.repeat(ix["time"][rows], ix["length"][rows] // info.size)
+
+    def history_of(self, name: str) -> History:
+        """The records of ``name`` as a History, for what reads a live Bridge's (plots)."""
+        recs = self.records(name)
+        h = History(recs.dtype, max(len(recs), 1))
+        h.append(recs)
+        return h
+
+    def frames(self) -> Iterator[Frame]:
+        """Every whole entry, in order."""
+        ix = self._index
+        for i in range(len(ix["kind"])):
+            kind = int(ix["kind"][i])
+            yield Frame(fmt.Kind(kind) if kind in fmt.Kind._value2member_map_ else kind,
+                        float(ix["time"][i]), int(ix["epoch"][i]), int(ix["type_id"][i]),
+                        int(ix["flags"][i]), int(ix["seq"][i]), self._body(i))
+
+    def close(self) -> None:
+        """Unmap the file; arrays from records() are copies and stay valid. While payload views
+        from frames() are still alive the map stays, until they go."""
+        try:
+            del self._bytes
+            self._view.release()
+            if self._mm is not None:
+                self._mm.close()
+        except BufferError:
+            pass
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Recording {self.path} {self.size:,} bytes, driver {self.schema.driver}>"
+
+
+def open(path: str | os.PathLike[str]) -> Recording:  # noqa: A001 - recording.open, as io.open
+    """Open a recording; NotARecording if it is not one."""
+    try:
+        return Recording(path)
+    except FileNotFoundError:
+        raise NotARecording(f"{path}: no such file") from None

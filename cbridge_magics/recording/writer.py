@@ -1,0 +1,244 @@
+"""The Recorder: what a Bridge receives, written to a recording file by a thread of its own.
+
+The Bridge's reader thread only appends to a bounded queue (a frame it gets is never waited on);
+the writer thread turns the queue into entries and writes them with one writev() per batch. If the
+disk cannot keep up, frames that do not fit the queue are dropped and counted per type, and the
+count is written into the file too (a NOTE entry), so a reader knows what is missing.
+
+    rec = bridge.record("run.cbrec", types=["Telemetry"], max_bytes=10 << 30)
+    rec.stats()        # state, file, bytes, records and drops per type
+    rec.stop()
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import CBridgeError
+from ..wire.codes import HEADER_FORMAT, HEADER_SIZE, MAGIC, VERSION
+from ..wire.hello import Schema
+from . import format as fmt
+
+log = logging.getLogger(__name__)
+
+QUEUE_BYTES = 64 << 20  # frames waiting for the disk, at most
+_BATCH_IOVECS = 1020  # under IOV_MAX (1024): about 255 frames a writev()
+# A received frame's entry header and wire header, packed in one call (32 bytes).
+_ENTRY_AND_WIRE = struct.Struct(fmt.ENTRY.format + HEADER_FORMAT.lstrip("<"))
+_PAD = bytes(fmt.ALIGN)
+
+
+class RecordingError(CBridgeError):
+    """A recording could not be started, or its file is not a recording."""
+
+
+class Recorder:
+    """Records a Bridge's frames to ``path``; see the module docstring. Made by Bridge.record."""
+
+    def __init__(self, path: str | os.PathLike[str], *, types: Iterable[str] | None = None,
+                 max_bytes: int | None = None, sent: bool = False, append: bool = False,
+                 queue_bytes: int = QUEUE_BYTES, name: str = "") -> None:
+        self.path = Path(path)
+        self.types = None if types is None else frozenset(types)
+        self.max_bytes = max_bytes
+        self.sent_frames = sent
+        self.queue_bytes = queue_bytes
+        self.state = "recording"  # then "stopped", "full" (max_bytes) or "failed" (disk error)
+        self.error: str | None = None
+        self.bytes_written = 0  # the file's size
+        self.records: dict[str, int] = {}  # per type name: records written
+        self.dropped: dict[str, int] = {}  # per type name: frames dropped for want of room
+        self._fd = self._open(append)
+        self._names: dict[int, tuple[str, int]] = {}  # type id -> (name, size), as the writer sees
+        self._ids: frozenset[int] | None = None  # what to record, for the current schema
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._put_lock = threading.Lock()  # the reader thread and senders both put
+        self._queued = 0  # bytes put in the queue (reader side)
+        self._taken = 0  # bytes taken out of it (writer side): queued - taken is what waits
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=contextvars.Context().run, args=(self._run,),
+                                        name=f"cbridge-recorder {name or self.path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _open(self, append: bool) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_EXCL)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except FileExistsError:
+            raise RecordingError(f"{self.path} exists: record to a new file, or pass append=True "
+                                 "(--append) to add to it") from None
+        except OSError as e:
+            raise RecordingError(f"cannot record to {self.path}: {e.strerror}") from None
+        size = os.fstat(fd).st_size
+        if size == 0:
+            os.write(fd, fmt.file_header())
+            size = fmt.FILE_HEADER_SIZE
+        else:
+            from .reader import check_header
+
+            with open(self.path, "rb") as f:
+                problem = check_header(f.read(fmt.FILE_HEADER_SIZE), self.path)
+            if problem:
+                os.close(fd)
+                raise RecordingError(f"cannot append: {problem}")
+            size += fmt.padding(size)  # a file cut off mid-entry: the next entry starts aligned
+        self.bytes_written = size
+        return fd
+
+    # --- the Bridge's side (its reader thread, and senders) --------------------------------
+
+    def hello(self, schema: Schema, t: float) -> None:
+        """A new link: its HELLO goes in (never dropped), and the type filter follows it."""
+        ids = None if self.types is None else \
+            frozenset(info.id for info in schema.types if info.name in self.types)
+        self._ids = ids
+        body = schema.payload or json.dumps(schema.raw).encode()
+        with self._put_lock:
+            self._put(fmt.Kind.HELLO, t, body, len(body), schema)
+
+    def received(self, frames: list, t: float) -> None:
+        """Frames the Bridge just read: the chosen types are queued, or dropped and counted."""
+        if self.state != "recording":
+            return
+        ids = self._ids
+        with self._put_lock:
+            for frame in frames:
+                if ids is None or frame[0] in ids:
+                    self._put(fmt.Kind.RECEIVED, t, frame, HEADER_SIZE + len(frame[3]))
+
+    def sent(self, frame: bytes, t: float) -> None:
+        """A frame the Bridge sent: whole with sent=True, else its header (pairs the replies)."""
+        if self.state == "recording":
+            body = frame if self.sent_frames else frame[:HEADER_SIZE]
+            with self._put_lock:
+                self._put(fmt.Kind.SENT if self.sent_frames else fmt.Kind.SENT_HEADER, t, body,
+                          len(body))
+
+    def _put(self, kind: int, t: float, body: Any, length: int, schema: Any = None) -> None:
+        size = fmt.ENTRY_SIZE + length
+        if schema is None and self._queued - self._taken + size > self.queue_bytes:
+            name = self._names.get(body[0], (str(body[0]), 0))[0] if kind == fmt.Kind.RECEIVED \
+                else "sent"
+            self.dropped[name] = self.dropped.get(name, 0) + 1
+            return
+        self._queued += size
+        self._queue.append((kind, t, body, length, schema))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # --- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    if self._stop.is_set():
+                        break
+                    self._wake.wait(0.1)
+                    self._wake.clear()
+                    continue
+                self._write_batch()
+        except OSError as e:
+            self.state, self.error = "failed", f"writing {self.path}: {e.strerror or e}"
+            log.error("recording stopped: %s", self.error)
+        finally:
+            if self.state != "failed" and (self.dropped or self.state == "full"):
+                self._note()
+            os.close(self._fd)
+
+    def _write_batch(self) -> None:
+        parts: list[Any] = []
+        counts: list[tuple[str, int]] = []
+        size = 0
+        queue = self._queue
+        while queue and len(parts) < _BATCH_IOVECS:
+            kind, t, body, length, schema = queue[0]
+            if kind == fmt.Kind.RECEIVED:  # body: (type_id, flags, seq, payload)
+                type_id, flags, seq, payload = body
+                entry = [_ENTRY_AND_WIRE.pack(kind, length, t, MAGIC, VERSION, flags, type_id, seq,
+                                              len(payload)), payload]
+                name = self._names.get(type_id)
+                if name is not None and len(payload) % name[1] == 0:
+                    counts.append((name[0], len(payload) // name[1]))
+            else:
+                entry = [fmt.entry_header(kind, t, length), body]
+                if schema is not None:
+                    self._names = {i.id: (i.name, i.size) for i in schema.types if i.size}
+            pad = fmt.padding(length)
+            if pad:
+                entry.append(_PAD[:pad])
+            n = fmt.ENTRY_SIZE + length + pad
+            if self.max_bytes is not None and self.bytes_written + size + n > self.max_bytes:
+                self.state = "full"
+                break
+            queue.popleft()
+            self._taken += fmt.ENTRY_SIZE + length
+            parts += entry
+            size += n
+        _writev_all(self._fd, parts)
+        self.bytes_written += size
+        for name, n in counts:
+            self.records[name] = self.records.get(name, 0) + n
+        if self.state == "full":
+            queue.clear()
+            log.warning("recording %s stopped at its max_bytes (%d bytes)", self.path,
+                        self.max_bytes)
+            self._stop.set()
+
+    def _note(self) -> None:
+        note = json.dumps({"state": self.state, "dropped_frames": self.dropped}).encode()
+        entry = fmt.entry_header(fmt.Kind.NOTE, time.time(), len(note)) + note + \
+            _PAD[:fmt.padding(len(note))]
+        try:
+            _writev_all(self._fd, [entry])
+            self.bytes_written += len(entry)
+        except OSError:
+            pass  # the disk is full: the counts stay in stats()
+
+    # --- control ---------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Write what is queued, close the file; returns the final stats. Safe to call twice."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        if self.state == "recording":
+            self.state = "stopped"
+        return self.stats()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stats(self) -> dict[str, Any]:
+        return {"file": str(self.path), "state": self.state, "bytes": self.bytes_written,
+                "queued_bytes": self._queued - self._taken, "records": dict(self.records),
+                "dropped_frames": dict(self.dropped), "error": self.error}
+
+    def __repr__(self) -> str:
+        total = sum(self.records.values())
+        dropped = sum(self.dropped.values())
+        return (f"<Recorder {self.path} {self.state}, {self.bytes_written:,} bytes, "
+                f"{total:,} records, {dropped:,} frames dropped>")
+
+
+def _writev_all(fd: int, parts: list[bytes]) -> None:
+    """writev() until every byte is written (a short write continues where it stopped)."""
+    while parts:
+        n = os.writev(fd, parts)
+        while parts and n >= len(parts[0]):
+            n -= len(parts[0])
+            parts.pop(0)
+        if parts and n:
+            parts[0] = memoryview(parts[0])[n:]
