@@ -468,7 +468,7 @@ class Bridge:
         return relay
 
     def record(self, path: str, types: Iterable[str] | None = None, max_bytes: int | None = None,
-               sent: bool = False, append: bool = False) -> Any:
+               sent: bool = False, append: bool = False, queue_bytes: int = 64 << 20) -> Any:
         """Record what this Bridge receives to ``path`` (docs/RECORDING.md); returns the
         running Recorder (``stop()``, ``stats()``).
 
@@ -477,12 +477,13 @@ class Bridge:
         ``types``: only these (default: every frame, replies and errors too); ``sent``: also
         the frames this Bridge sends (their headers are always kept, to pair replies with
         requests); ``append``: add to an existing recording instead of refusing it. Frames the
-        disk cannot keep up with are dropped and counted, never waited for.
+        disk cannot keep up with (more than ``queue_bytes`` waiting) are dropped and counted,
+        never waited for.
         """
         from .recording import Recorder
 
         rec = Recorder(path, types=types, max_bytes=max_bytes, sent=sent, append=append,
-                       name=self.name)
+                       queue_bytes=queue_bytes, name=self.name)
         with self._send_lock:  # the HELLO first, then the frames of the same link
             if self.schema is not None:
                 rec.hello(self.schema, time.time())

@@ -78,7 +78,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 class LivePlot:
-    """A live line plot of one or more TYPE.FIELD series of a Bridge's stream."""
+    """A live line plot of one or more TYPE.FIELD series of a Bridge's stream (or of anything
+    with ``history_of(type_name)``: a recording, say)."""
 
     def __init__(
         self,
@@ -105,18 +106,18 @@ class LivePlot:
         self.series: list[_Series] = []
         for spec in specs:
             type_name, field = parse_spec(spec)
-            cls = bridge.types.get(type_name)
-            if cls is None:
-                known = ", ".join(bridge.types) or "none"
-                raise ValueError(f"the driver has no type {type_name!r} (it has {known})")
-            dtype = cls.dtype
+            try:
+                history = bridge.history_of(type_name)
+            except KeyError as e:
+                raise ValueError(str(e).strip("'\"")) from None
+            dtype = history.dtype
             if field not in (dtype.names or ()):
                 raise ValueError(f"{type_name} has no field {field!r} (it has {', '.join(dtype.names)})")
             ftype = dtype.fields[field][0]
             if not np.issubdtype(ftype.base, np.number):
                 raise ValueError(f"{spec} is not numeric, so it cannot be plotted")
             series = _Series(spec, type_name, field, max(1, int(np.prod(ftype.shape))), window)
-            kept = bridge.history_of(type_name).capacity
+            kept = history.capacity
             if kept < series.records:
                 raise ValueError(f"a window of {window} values of {spec} needs {series.records} "
                                  f"records, and the bridge keeps {kept} of {type_name} (connect "

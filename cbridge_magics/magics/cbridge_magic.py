@@ -161,6 +161,8 @@ class CBridgeMagics(Magics):
                   "log's rate, counted only); the latest in bridge.stats()['recent_errors']")
         for plot in self.plots.values():
             print(f"  plot {plot!r}")
+        for rec in st["recordings"]:
+            print(f"  recording {self._recording_line(rec)}")
         for relay in b.relays:
             print(f"  serving ws://{relay.host}:{relay.port}/ (driver link "
                   f"{'up' if relay.driver_connected else 'DOWN'}), {len(relay.clients)} clients")
@@ -203,14 +205,60 @@ class CBridgeMagics(Magics):
             raise UsageError("%cbridge plot needs TYPE.FIELD, e.g. %cbridge plot Telemetry.samples")
         from ..live import LivePlot
 
+        source = self._need_bridge() if args.source is None else self._history_source(args.source)
         try:
-            plot = LivePlot(self._need_bridge(), args.specs, window=args.window, fps=args.fps,
+            plot = LivePlot(source, args.specs, window=args.window, fps=args.fps,
                             title=args.title)
         except ValueError as e:
             raise UsageError(str(e)) from None
         plot.start()
         self.plots[plot.id] = plot
         return None
+
+    def _history_source(self, name: str) -> Any:
+        obj = self.shell.user_ns.get(name)
+        if not hasattr(obj, "history_of"):
+            raise UsageError(f"--from {name}: not a Bridge or a recording in this notebook "
+                             "(r = cbridge_magics.recording.open('run.cbrec'))")
+        return obj
+
+    def _record(self, args: argparse.Namespace) -> None:
+        b = self._need_bridge()
+        if args.stop:
+            if args.file:
+                raise UsageError("--stop stops every recording; it takes no FILE")
+            for rec in b.stop_recording():
+                print(f"cbridge: recording stopped: {self._recording_line(rec.stats())}")
+            return
+        if not args.file:
+            raise UsageError("%cbridge record needs FILE, e.g. %cbridge record run.cbrec")
+        if args.max_bytes is not None and args.max_bytes <= 0:
+            raise UsageError("--max-bytes must be above 0")
+        types = [t for t in (args.types or "").split(",") if t] or None
+        unknown = [t for t in types or () if b.schema is not None and t not in b.schema.by_name]
+        if unknown:
+            raise UsageError(f"--types: the driver has no {', '.join(unknown)} (it has "
+                             f"{', '.join(b.schema.by_name)})")
+        from ..errors import CBridgeError
+
+        try:
+            rec = b.record(args.file, types=types, max_bytes=args.max_bytes, sent=args.sent,
+                           append=args.append)
+        except CBridgeError as e:
+            raise UsageError(str(e)) from None
+        print(f"cbridge: recording to {rec.path} ({', '.join(types) if types else 'every frame'})")
+
+    @staticmethod
+    def _recording_line(st: dict[str, Any]) -> str:
+        records = ", ".join(f"{n} {c:,}" for n, c in st["records"].items()) or "no records"
+        dropped = sum(st["dropped_frames"].values())
+        line = f"{st['file']} {st['state']}, {st['bytes']:,} bytes, {records}"
+        if dropped:
+            line += f"; DROPPED {dropped:,} frames the disk could not keep up with " \
+                    f"({', '.join(f'{n} {c:,}' for n, c in st['dropped_frames'].items())})"
+        if st["error"]:
+            line += f"; {st['error']}"
+        return line
 
     def _serve(self, args: argparse.Namespace) -> None:
         b = self._need_bridge()

@@ -57,6 +57,17 @@ def _plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=10.0, help="most updates a second (default: 10)")
     p.add_argument("--title", help="the plot's title")
     p.add_argument("--stop", nargs="?", const="all", metavar="ID", help="stop one plot, or all")
+    p.add_argument("--from", dest="source", metavar="VAR", help="plot from this notebook "
+                   "variable instead: another Bridge, or a recording (recording.open(FILE))")
+
+
+def _record(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", help="the recording to write (docs/RECORDING.md)")
+    p.add_argument("--types", help="only these types, as Telemetry,Status (default: every frame)")
+    p.add_argument("--max-bytes", type=int, help="stop when the file would grow past this")
+    p.add_argument("--sent", action="store_true", help="also the frames this kernel sends")
+    p.add_argument("--append", action="store_true", help="add to an existing recording")
+    p.add_argument("--stop", action="store_true", help="stop every recording")
 
 
 def _serve(p: argparse.ArgumentParser) -> None:
@@ -89,7 +100,11 @@ COMMANDS = (
              "%cbridge send --no-reply Command(op=DEMO_OP_STOP)"), _send),
     Command("plot", "live plot of streamed fields in this cell's output",
             ("%cbridge plot Telemetry.samples --window 25600 --fps 10",
+             "%cbridge plot Telemetry.samples --from r   # r = recording.open('run.cbrec')",
              "%cbridge plot --stop"), _plot),
+    Command("record", "record what the driver sends to a file, until --stop",
+            ("%cbridge record run.cbrec --types Telemetry,Status --max-bytes 10000000000",
+             "%cbridge record --stop"), _record),
     Command("serve", "serve the driver to remote notebooks over a WebSocket; prints the URL",
             ("%cbridge serve --port 8765", "%cbridge serve --stop"), _serve),
     Command("wait", "keep the cell open while plots update (headless runs)",

@@ -79,6 +79,7 @@ class Recording:
         if first is None or first.kind != fmt.Kind.HELLO:
             raise NotARecording(f"{self.path} holds no HELLO: an empty or damaged recording")
         self.schema = self._hello(first)
+        self._histories: dict[str, History] = {}
 
     def _hello(self, e: fmt.Entry) -> Schema:
         try:
@@ -214,9 +215,11 @@ class Recording:
 
     def history_of(self, name: str) -> History:
         """The records of ``name`` as a History, for what reads a live Bridge's (plots)."""
-        recs = self.records(name)
-        h = History(recs.dtype, max(len(recs), 1))
-        h.append(recs)
+        h = self._histories.get(name)
+        if h is None:
+            recs = self.records(name)
+            h = self._histories[name] = History(recs.dtype, max(len(recs), 1))
+            h.append(recs)
         return h
 
     def frames(self) -> Iterator[Frame]:

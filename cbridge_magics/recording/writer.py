@@ -85,14 +85,19 @@ class Recorder:
             os.write(fd, fmt.file_header())
             size = fmt.FILE_HEADER_SIZE
         else:
-            from .reader import check_header
+            from .reader import NotARecording, Recording
 
-            with open(self.path, "rb") as f:
-                problem = check_header(f.read(fmt.FILE_HEADER_SIZE), self.path)
-            if problem:
+            try:
+                with Recording(self.path) as old:
+                    end = old._index["end"]
+            except NotARecording as e:
                 os.close(fd)
-                raise RecordingError(f"cannot append: {problem}")
-            size += fmt.padding(size)  # a file cut off mid-entry: the next entry starts aligned
+                raise RecordingError(f"cannot append: {e}") from None
+            if end < size:  # a cut-off entry at the end: new entries go after the last whole one
+                log.warning("%s: %d bytes of a cut-off entry at its end dropped before appending",
+                            self.path, size - end)
+                os.ftruncate(fd, end)
+            size = end
         self.bytes_written = size
         return fd
 
@@ -153,6 +158,8 @@ class Recorder:
             self.state, self.error = "failed", f"writing {self.path}: {e.strerror or e}"
             log.error("recording stopped: %s", self.error)
         finally:
+            if self.state == "recording":
+                self.state = "stopped"
             if self.state != "failed" and (self.dropped or self.state == "full"):
                 self._note()
             os.close(self._fd)
@@ -213,8 +220,6 @@ class Recorder:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
-        if self.state == "recording":
-            self.state = "stopped"
         return self.stats()
 
     @property
