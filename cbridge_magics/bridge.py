@@ -129,6 +129,8 @@ class Bridge:
         self.dropped_frames = 0  # stream frames the driver told us it dropped for us (OVERLOADED)
         self.stream_gaps = 0  # stream frames missing from the per-connection sequence
         self.refused_sends = 0  # ERROR replies to send() calls, which have no one waiting
+        self.late_replies = 0  # replies that came after their request had timed out
+        self._timed_out: deque[int] = deque(maxlen=1024)  # seqs of the latest timeouts
         self.lost_bytes = 0  # raw links: bytes of records cut off by the end of a connection
         self.last_error: str | None = None
         values = types.values() if isinstance(types, Mapping) else types
@@ -315,6 +317,10 @@ class Bridge:
                 pending = self._pending.pop(seq, None)
                 if pending is not None:
                     pending.resolve(type_id, payload)
+                elif seq in self._timed_out:
+                    self.late_replies += 1
+                    self._timed_out.remove(seq)
+                    self._note_error(f"the reply to request seq {seq} came after it timed out")
                 elif type_id == _ERROR:
                     self.refused_sends += 1
                     code, message = parse_error(payload)
@@ -417,6 +423,7 @@ class Bridge:
             raise
         if not got:
             if self._pending.pop(seq, None) is not None:
+                self._timed_out.append(seq)
                 raise RequestTimeout(f"no reply to seq {seq} within {timeout} s from {self.name}")
             # The reader took it just now; its release is a moment away.
             pending.lock.acquire()
@@ -590,6 +597,7 @@ class Bridge:
             "dropped_frames": self.dropped_frames,
             "stream_gaps": self.stream_gaps,
             "refused_sends": self.refused_sends,
+            "late_replies": self.late_replies,
             "lost_bytes": self.lost_bytes,
             "reconnects": self.reconnects,
             "pending": len(self._pending),

@@ -165,6 +165,9 @@ def test_timeout_when_the_driver_does_not_answer(driver, bridge):
     finally:
         os.kill(driver.proc.pid, signal.SIGCONT)
     assert bridge.request(cmd(bridge, op=GET_STATUS)).code == 0
+    # the driver answered the timed-out request once it ran again: counted as late, not lost
+    wait_for(lambda: bridge.late_replies == 1, timeout=2, what="the late reply to be counted")
+    assert "came after it timed out" in bridge.stats()["recent_errors"][-1]
 
 
 def test_a_dying_driver_fails_pending_requests_at_once(driver, bridge):

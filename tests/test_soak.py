@@ -18,7 +18,8 @@ def test_soak(sock_path):
     soak.write(report, Path(__file__).resolve().parent.parent / "out")
     print(report.text())
     for t in report.tallies:
-        assert t.timeouts == 0 and t.sent == t.answered + t.failed, t
+        # every request accounted for; a timeout (a loud failure) only when its reply came late
+        assert t.sent == t.answered + t.failed + t.timeouts and t.timeouts == t.late, t
         assert t.answered > 0
     assert report.driver_kills == int(MINUTES) and report.client_kills >= int(MINUTES * 2)
     assert min(report.records_fast) > 0
