@@ -1,4 +1,5 @@
-"""Fixtures shared by the suites: the real demo driver on a private socket, the cstruct build cache.
+"""Fixtures shared by the suites: the real demo driver on a private socket, the cstruct build cache,
+a recorded run of the demo driver, and a second driver with another schema (examples/minimal.c).
 
 The driver process itself is cbridge_magics.testing.DriverProcess, which the benches and
 ``make demo`` use too; CBRIDGE_DRIVER points the suites at another build of it (the ASan one).
@@ -7,12 +8,16 @@ The driver process itself is cbridge_magics.testing.DriverProcess, which the ben
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from cbridge_magics.testing import DriverProcess, demo_driver
+import recording_helpers
+from cbridge_magics import connect
+from cbridge_magics.testing import ROOT, DriverProcess, demo_driver
 from cstruct_helpers import API_SOURCE, test_cache_dir
 
 DRIVER = demo_driver()
@@ -69,3 +74,38 @@ def ns(cstruct_cache):
     from cbridge_magics import cstruct
 
     return cstruct.compile(API_SOURCE, filename="<api>")
+
+
+# --- recordings -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def minimal(tmp_path_factory) -> Path:
+    """examples/minimal.c, a driver with another schema, built on c_driver/build/libcbridge.a."""
+    d = tmp_path_factory.mktemp("minimal")
+    ex = ROOT / "c_driver" / "examples"
+    subprocess.run([sys.executable, "-m", "cbridge_magics", "c-schema", str(ex / "minimal_messages.h"),
+                    "--prefix", "minimal", "-o", str(d / "minimal_schema.c")], check=True,
+                   capture_output=True)
+    subprocess.run(["cc", "-std=c11", "-O2", f"-I{ex}", f"-I{d}", f"-I{ROOT / 'c_driver' / 'include'}",
+                    str(ex / "minimal.c"), str(d / "minimal_schema.c"),
+                    str(ROOT / "c_driver" / "build" / "libcbridge.a"), "-o", str(d / "minimal")],
+                   check=True)
+    return d / "minimal"
+
+
+@pytest.fixture
+def recorded(driver, tmp_path):
+    """A recording of GET_STATUS, START (20 kHz), 0.4 s of stream, STOP; and the Bridge's view."""
+    path = tmp_path / "run.cbrec"
+    b = connect(driver.url, history=1_000_000)
+    rec = b.record(path)
+    recording_helpers.run_demo(b, 20_000, 0.4)
+    stats = rec.stop()
+    seen = b.history("Telemetry")
+    b.close()
+    return path, stats, seen
+
+
+@pytest.fixture
+def replay_sock(sock_path) -> Path:
+    return sock_path.with_name("replay.sock")  # the recorded driver is still on sock_path

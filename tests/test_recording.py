@@ -6,62 +6,17 @@ replays as a driver. Against the real demo driver, a second real driver with ano
 from __future__ import annotations
 
 import json
-import os
-import socket
 import struct
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cbridge_magics import Bridge, DriverError, DriverUnavailable, connect, recording
+from cbridge_magics import Bridge, connect, recording
 from cbridge_magics.recording import NotARecording, RecordingError
 from cbridge_magics.recording import format as fmt
 from cbridge_magics.testing import ROOT, DriverProcess, Kernel, wait_for
-from cbridge_magics.wire.codes import ErrorCode
-from wire_client import Conn, error_of, header
-
-START = dict(op=1, waveform=0, frequency_hz=50.0, amplitude=1.0, batch=64)
-
-
-@pytest.fixture(scope="module")
-def minimal(tmp_path_factory) -> Path:
-    """examples/minimal.c, a driver with another schema, built on c_driver/build/libcbridge.a."""
-    d = tmp_path_factory.mktemp("minimal")
-    ex = ROOT / "c_driver" / "examples"
-    subprocess.run([sys.executable, "-m", "cbridge_magics", "c-schema", str(ex / "minimal_messages.h"),
-                    "--prefix", "minimal", "-o", str(d / "minimal_schema.c")], check=True,
-                   capture_output=True)
-    subprocess.run(["cc", "-std=c11", "-O2", f"-I{ex}", f"-I{d}", f"-I{ROOT / 'c_driver' / 'include'}",
-                    str(ex / "minimal.c"), str(d / "minimal_schema.c"),
-                    str(ROOT / "c_driver" / "build" / "libcbridge.a"), "-o", str(d / "minimal")],
-                   check=True)
-    return d / "minimal"
-
-
-def run_demo(b, rate: int, seconds: float) -> None:
-    Command = b.types["Command"]
-    b.request(Command(op=0))
-    b.request(Command(rate_hz=rate, **START))
-    time.sleep(seconds)
-    b.request(Command(op=2))
-    time.sleep(0.05)
-
-
-@pytest.fixture
-def recorded(driver, tmp_path):
-    """A recording of GET_STATUS, START (20 kHz), 0.4 s of stream, STOP; and the Bridge's view."""
-    path = tmp_path / "run.cbrec"
-    b = connect(driver.url, history=1_000_000)
-    rec = b.record(path)
-    run_demo(b, 20_000, 0.4)
-    stats = rec.stop()
-    seen = b.history("Telemetry")
-    b.close()
-    return path, stats, seen
+from recording_helpers import run_demo
 
 
 def test_a_recording_holds_what_the_bridge_received(recorded):
@@ -155,7 +110,6 @@ def test_a_cut_off_recording_opens_up_to_its_last_whole_entry(recorded, tmp_path
     path, stats, seen = recorded
     data = path.read_bytes()
     with recording.open(path) as r:
-        offsets = [f.payload for f in r.frames()]  # noqa: F841 - views die with the block
         ends = [e.offset + e.length + fmt.padding(e.length)
                 for e in fmt.scan(data, fmt.FILE_HEADER_SIZE, len(data))]
     for cut in (ends[-1] - 1, ends[-5] + 3, ends[-9] + 20, ends[2] + 7):
@@ -259,101 +213,6 @@ def test_an_existing_file_is_refused_unless_appended_to(driver, tmp_path):
         assert sum(1 for f in r.frames() if f.kind == fmt.Kind.HELLO) == 2
 
 
-# --- replay -------------------------------------------------------------------------------------
-
-@pytest.fixture
-def replay_sock(sock_path) -> Path:
-    return sock_path.with_name("replay.sock")  # the recorded driver is still on sock_path
-
-
-def start_replay(path: Path, sock: Path, *options: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "cbridge_magics", "replay", str(path),
-                             "--socket", str(sock), *options], stderr=subprocess.PIPE, text=True)
-    first = proc.stderr.readline()  # logged once it listens (a probing connect would play)
-    assert first.startswith("replay: replaying"), first + proc.stderr.read()
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> str:
-    proc.terminate()
-    _, err = proc.communicate(timeout=10)
-    return err
-
-
-def test_a_replay_serves_the_recording_as_a_driver(recorded, replay_sock):
-    path, _stats, seen = recorded
-    proc = start_replay(path, replay_sock, "--speed", "max")
-    try:
-        b = connect(f"unix://{replay_sock}", history=1_000_000)
-        try:
-            assert b.schema.driver == "cbridge-demo-driver" and b.ping() < 1.0
-            Command = b.types["Command"]
-            replies = [b.request(Command(op=i)) for i in (0, 1, 2)]
-            assert [s.streaming for s in replies] == [0, 1, 0]
-            with pytest.raises(DriverError) as e:
-                b.request(Command(op=0))
-            assert e.value.code == ErrorCode.UNAVAILABLE and "no more replies to Command" in \
-                e.value.message
-            wait_for(lambda: b.history_of("Telemetry").total == len(seen), timeout=10,
-                     what="every recorded record")
-            assert np.array_equal(b.history("Telemetry"), seen.astype(b.history("Telemetry").dtype))
-            assert b.stream_gaps == 0 and b.dropped_frames == 0
-        finally:
-            b.close()
-        with Conn(replay_sock) as c:  # bad frames get a driver's answers
-            assert error_of(c.request(9999, b"", seq=5))[0] == ErrorCode.UNKNOWN_TYPE
-            assert error_of(c.request(256, b"abc", seq=6))[0] == ErrorCode.BAD_LENGTH
-            assert error_of(c.request(256, bytes(32), seq=7, flags=4))[0] == ErrorCode.BAD_REQUEST
-            c.send_raw(header(256, 0, magic=0xDEAD))
-            code, _ = error_of(c.frame())
-            assert code == ErrorCode.BAD_MAGIC and c.is_closed()
-    finally:
-        err = stop(proc)
-    assert "client" in err and "Traceback" not in err
-
-
-def test_a_replay_keeps_the_recorded_pace_and_loops(recorded, replay_sock):
-    path, _stats, seen = recorded
-    with recording.open(path) as r:
-        times = r.times("Telemetry")
-        span = times[-1] - times[0]
-    proc = start_replay(path, replay_sock, "--loop")
-    try:
-        b = connect(f"unix://{replay_sock}", history=1_000_000)
-        try:
-            t0 = time.monotonic()
-            wait_for(lambda: b.history_of("Telemetry").total >= len(seen), timeout=10,
-                     what="the first pass")
-            assert time.monotonic() - t0 >= 0.8 * span  # paced, not all at once
-            wait_for(lambda: b.history_of("Telemetry").total >= 2 * len(seen), timeout=10,
-                     what="the second pass (--loop)")
-        finally:
-            b.close()
-    finally:
-        stop(proc)
-
-
-def test_a_relay_in_front_of_a_replay(recorded, replay_sock):
-    path, _stats, seen = recorded
-    proc = start_replay(path, replay_sock, "--speed", "max", "--loop")
-    try:
-        server = connect(f"unix://{replay_sock}", history=0)
-        relay = server.serve()
-        remote = connect(relay.url, history=1_000_000)
-        try:
-            Command = remote.types["Command"]
-            assert remote.request(Command(op=0)).streaming == 0
-            wait_for(lambda: remote.history_of("Telemetry").total > 0, timeout=10,
-                     what="stream frames through the relay")
-        finally:
-            remote.close()
-            server.close()
-    finally:
-        stop(proc)
-    with pytest.raises(DriverUnavailable):
-        connect(f"unix://{replay_sock}", reconnect=False)
-
-
 # --- in a kernel --------------------------------------------------------------------------------
 
 HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
@@ -387,49 +246,3 @@ def test_the_magics_record_report_and_plot_a_recording(driver, tmp_path, cstruct
                                          allow_error=True)["reply"]["evalue"]
     finally:
         k.shutdown()
-
-
-def test_the_server_notebook_runs_unchanged_against_a_replay(driver, tmp_path, replay_sock,
-                                                             cstruct_cache):
-    """Record what server.ipynb does with the demo driver (its four commands, and the stream in
-    between), replay it, and run the notebook against the replay instead of the driver."""
-    from cbridge_magics.demo import execute
-
-    path = tmp_path / "server.cbrec"
-    b = connect(driver.url)
-    try:
-        rec = b.record(path)
-        Command = b.types["Command"]
-        b.request(Command(op=0))
-        b.request(Command(op=1, waveform=0, frequency_hz=5.0, amplitude=1.0, rate_hz=200,
-                          batch=10))
-        time.sleep(2.0)
-        b.request(Command(op=3, waveform=1, frequency_hz=3.0, amplitude=0.8))
-        time.sleep(3.0)
-        b.request(Command(op=2))
-        rec.stop()
-    finally:
-        b.close()
-    proc = start_replay(path, replay_sock, "--loop")
-    old = os.environ.get("CBRIDGE_SOCKET")
-    os.environ["CBRIDGE_SOCKET"] = str(replay_sock)  # the notebook's kernel inherits it
-    try:
-        execute(ROOT / "notebooks" / "server.ipynb", tmp_path / "out", "python3")
-    finally:
-        if old is None:
-            del os.environ["CBRIDGE_SOCKET"]
-        else:
-            os.environ["CBRIDGE_SOCKET"] = old
-        err = stop(proc)
-    import nbformat
-
-    nb = nbformat.read(tmp_path / "out" / "server.ipynb", as_version=4)
-    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
-                     for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "connected to cbridge-demo-driver" in text and str(replay_sock) in text
-    # the replies are the recorded ones: GET_STATUS first, STOP (after SET_WAVE to 3 Hz) last
-    assert "Status(code=0, streaming=0, frames_sent=0, records_sent=0" in text
-    assert text.count("streaming=0") == 2 and "frequency_hz=3.0)" in text
-    assert "last 400 records" in text
-    assert (tmp_path / "out" / "server_plot.png").stat().st_size > 1000
-    assert "Traceback" not in err

@@ -1,0 +1,153 @@
+"""Recordings, in one run:
+
+- ingest with a recording on: a Bridge taking the demo driver's full-rate stream into its history,
+  with and without recording it (in turns); target >= 0.8x, with zero frames dropped; and the
+  bytes a second the file grows by.
+- reading: a recording of about 1 GB (written by the Recorder): the time to open it, to walk its
+  entries, and r.records("Telemetry") in GB/s (the file in the page cache); target >= 1 GB/s.
+- replay at --speed max into one Bridge: records a second; target >= 1,000,000.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import median, running_driver, table
+
+from cbridge_magics import connect, recording
+from cbridge_magics.recording.writer import Recorder
+
+ROUNDS, SECONDS = 4, 1.5
+TELEMETRY = 280
+GIGABYTE = 1 << 30
+
+
+def ingest(sock: Path, tmp: Path, record: bool, n: int) -> tuple[float, int, float]:
+    """(records/s, frames dropped by the recorder, file bytes/s) for SECONDS at full rate."""
+    with connect(f"unix://{sock}", history=100_000) as b:
+        Command = b.types["Command"]
+        b.request(Command(op=1, waveform=0, frequency_hz=1000.0, amplitude=1.0, rate_hz=0, batch=64))
+        time.sleep(0.2)
+        rec = b.record(tmp / f"ingest{n}.cbrec", types=["Telemetry"]) if record else None
+        n0, t0 = b.history_of("Telemetry").total, time.perf_counter()
+        time.sleep(SECONDS)
+        n1, t1 = b.history_of("Telemetry").total, time.perf_counter()
+        b.request(Command(op=2), timeout=5)
+        stats = rec.stop() if rec is not None else {"dropped_frames": {}, "bytes": 0}
+    if rec is not None:
+        os.unlink(tmp / f"ingest{n}.cbrec")
+    return (n1 - n0) / (t1 - t0), sum(stats["dropped_frames"].values()), stats["bytes"] / (t1 - t0)
+
+
+def bench_ingest(tmp: Path) -> list[list[object]]:
+    plain, recorded, dropped, disk = [], [], 0, []
+    with running_driver() as sock:
+        for i in range(ROUNDS):
+            plain.append(ingest(sock, tmp, False, i)[0])
+            rate, drops, bps = ingest(sock, tmp, True, i)
+            recorded.append(rate)
+            dropped += drops
+            disk.append(bps)
+    ratios = sorted(r / p for r, p in zip(recorded, plain))
+    return [
+        ["Bridge into history", f"{median(plain) / 1e6:.2f}", "", "1.00x", ""],
+        ["... and recording it", f"{median(recorded) / 1e6:.2f}",
+         f"{median(disk) / 1e6:.0f} MB/s, {dropped} dropped",
+         f"{ratios[0]:.2f}-{ratios[-1]:.2f}x", ">= 0.8x, 0 dropped"],
+    ]
+
+
+def write_gigabyte(path: Path) -> int:
+    """A recording of about 1 GB of Telemetry frames (64 records each), by the Recorder."""
+    from cbridge_magics.cstruct import compile_header
+    from cbridge_magics.testing import ROOT
+    from cbridge_magics.wire.raw import raw_schema
+
+    Telemetry = compile_header(ROOT / "c_driver" / "include" / "demo_messages.h").Telemetry
+    schema = raw_schema("bench", dict(Telemetry.__layout__), None)
+    frame = np.zeros(64, Telemetry.dtype)
+    rec = Recorder(path, queue_bytes=1 << 30)
+    rec.hello(schema, time.time())
+    seq, written = 0, 0
+    while written < GIGABYTE:
+        frame["seq"] = np.arange(seq, seq + 64)
+        rec.received([(256, 2, seq // 64, frame.tobytes())], time.time())
+        seq += 64
+        written += frame.nbytes + 32
+    rec.stop(timeout=120)
+    return seq
+
+
+def bench_read(path: Path, records: int) -> list[list[object]]:
+    t0 = time.perf_counter()
+    r = recording.open(path)
+    t_open = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r.schemas
+    t_walk = time.perf_counter() - t0
+    rates = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        t = r.records("Telemetry")
+        rates.append(t.nbytes / (time.perf_counter() - t0))
+        assert len(t) == records and t["seq"][-1] == records - 1
+        del t
+    size = r.size
+    r.close()
+    return [
+        ["open", f"{size / 1e9:.2f} GB", f"{t_open * 1000:.1f} ms", ""],
+        ["walk the entries (first use)", f"{records // 64:,} frames", f"{t_walk * 1000:.0f} ms", ""],
+        ["records('Telemetry')", f"{records:,} records",
+         f"{median(rates) / 1e9:.2f} GB/s ({min(rates) / 1e9:.2f}-{max(rates) / 1e9:.2f})",
+         ">= 1 GB/s"],
+    ]
+
+
+def bench_replay(path: Path, tmp: Path) -> list[list[object]]:
+    sock = tmp / "replay.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "cbridge_magics", "replay", str(path), "--socket",
+                             str(sock), "--speed", "max", "--loop"], stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stderr.readline().startswith("replay: replaying")
+        rates = []
+        with connect(f"unix://{sock}", history=100_000) as b:
+            time.sleep(0.3)
+            for _ in range(3):
+                n0, t0 = b.history_of("Telemetry").total, time.perf_counter()
+                time.sleep(1.0)
+                rates.append((b.history_of("Telemetry").total - n0) / (time.perf_counter() - t0))
+            gaps = b.stream_gaps
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    return [["replay --speed max -> one Bridge", f"{median(rates) / 1e6:.2f}",
+             f"{min(rates) / 1e6:.2f}-{max(rates) / 1e6:.2f}; {gaps} frames dropped",
+             ">= 1.0 M/s"]]
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parent.parent / "out"
+    here.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cbb-rec-", dir=here) as d:  # on disk, not tmpfs
+        tmp = Path(d)
+        print(table(f"ingest with a recording on (Telemetry, full rate; {ROUNDS} rounds of "
+                    f"{SECONDS} s, in turns)",
+                    ["reader", "M records/s", "file", "vs no recording (range)", "target"],
+                    bench_ingest(tmp)))
+        path = tmp / "gigabyte.cbrec"
+        records = write_gigabyte(path)
+        print(table("reading a 1 GB recording", ["what", "size", "time / speed", "target"],
+                    bench_read(path, records)))
+        print(table("replay", ["into", "M records/s", "range", "target"],
+                    bench_replay(path, tmp)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
