@@ -98,6 +98,29 @@ def test_a_stream_of_bare_records_fills_the_history(link, bare):
         b.close()
 
 
+def test_a_raw_link_records_like_a_driver(unix_program, bare, tmp_path):
+    """The recording of a raw link holds its stand-in HELLO and whole records, and opens as
+    numpy: the same records the history got."""
+    from cbridge_magics import recording
+
+    b = connect(f"raw+unix://{unix_program.path}", recv=bare.Measurement, send=bare.BareCommand)
+    try:
+        rec = b.record(tmp_path / "raw.cbrec")
+        b.send(bare.BareCommand(op=START, rate_hz=2000, value=1.5))
+        wait_for(lambda: b.history_of("Measurement").total >= 500, timeout=5, what="records")
+        b.send(bare.BareCommand(op=STOP))
+        time.sleep(0.1)
+        rec.stop()
+        seen = b.history("Measurement")
+    finally:
+        b.close()
+    with recording.open(tmp_path / "raw.cbrec") as r:
+        assert r.schema.raw["raw"] is True and r.types == ["Measurement", "BareCommand"]
+        got = r.records("Measurement")
+        assert np.array_equal(got, seen.astype(got.dtype))
+        assert len(r.records("BareCommand")) == 0  # sent: headers only, by default
+
+
 def test_a_record_that_arrives_in_pieces_is_put_together(link, bare):
     b = connect(link, recv=bare.Measurement, send=bare.BareCommand)
     try:
