@@ -31,7 +31,8 @@ from . import format as fmt
 log = logging.getLogger(__name__)
 
 QUEUE_BYTES = 64 << 20  # frames waiting for the disk, at most
-_BATCH_IOVECS = 1020  # under IOV_MAX (1024): about 255 frames a writev()
+_BATCH_IOVECS = 800  # parts gathered before a write (an item's frames may add more)
+_IOV_MAX = 1024
 # A received frame's entry header and wire header, packed in one call (32 bytes).
 _ENTRY_AND_WIRE = struct.Struct(fmt.ENTRY.format + HEADER_FORMAT.lstrip("<"))
 _PAD = bytes(fmt.ALIGN)
@@ -109,36 +110,44 @@ class Recorder:
             frozenset(info.id for info in schema.types if info.name in self.types)
         self._ids = ids
         body = schema.payload or json.dumps(schema.raw).encode()
-        with self._put_lock:
-            self._put(fmt.Kind.HELLO, t, body, len(body), schema)
+        with self._put_lock:  # never dropped: a reader needs it to read what follows
+            self._put(fmt.Kind.HELLO, t, body, fmt.ENTRY_SIZE + len(body), schema)
 
     def received(self, frames: list, t: float) -> None:
-        """Frames the Bridge just read: the chosen types are queued, or dropped and counted."""
+        """Frames the Bridge just read: queued as one item (the chosen types), or dropped and
+        counted when the queue is full. The reader thread does no per-frame work here beyond
+        the type filter: the writer thread makes the entries."""
         if self.state != "recording":
             return
         ids = self._ids
+        if ids is not None:
+            frames = [f for f in frames if f[0] in ids]
+            if not frames:
+                return
+        size = sum(len(f[3]) for f in frames) + len(frames) * (fmt.ENTRY_SIZE + HEADER_SIZE)
         with self._put_lock:
-            for frame in frames:
-                if ids is None or frame[0] in ids:
-                    self._put(fmt.Kind.RECEIVED, t, frame, HEADER_SIZE + len(frame[3]))
+            if self._queued - self._taken + size > self.queue_bytes:
+                for f in frames:
+                    name = self._names.get(f[0], (str(f[0]), 0))[0]
+                    self.dropped[name] = self.dropped.get(name, 0) + 1
+                return
+            self._put(fmt.Kind.RECEIVED, t, frames, size)
 
     def sent(self, frame: bytes, t: float) -> None:
         """A frame the Bridge sent: whole with sent=True, else its header (pairs the replies)."""
         if self.state == "recording":
             body = frame if self.sent_frames else frame[:HEADER_SIZE]
             with self._put_lock:
+                if self._queued - self._taken + len(body) > self.queue_bytes:
+                    self.dropped["sent"] = self.dropped.get("sent", 0) + 1
+                    return
                 self._put(fmt.Kind.SENT if self.sent_frames else fmt.Kind.SENT_HEADER, t, body,
-                          len(body))
+                          fmt.ENTRY_SIZE + len(body))
 
-    def _put(self, kind: int, t: float, body: Any, length: int, schema: Any = None) -> None:
-        size = fmt.ENTRY_SIZE + length
-        if schema is None and self._queued - self._taken + size > self.queue_bytes:
-            name = self._names.get(body[0], (str(body[0]), 0))[0] if kind == fmt.Kind.RECEIVED \
-                else "sent"
-            self.dropped[name] = self.dropped.get(name, 0) + 1
-            return
+    def _put(self, kind: int, t: float, body: Any, size: int, schema: Any = None) -> None:
+        """Queue an item of ``size`` bytes (under _put_lock; the bound is the caller's)."""
         self._queued += size
-        self._queue.append((kind, t, body, length, schema))
+        self._queue.append((kind, t, body, size, schema))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -165,38 +174,46 @@ class Recorder:
             os.close(self._fd)
 
     def _write_batch(self) -> None:
+        """Turn queued items into entries and write them, a writev() of at most _BATCH_IOVECS
+        parts at a time; stops at max_bytes, between two entries."""
         parts: list[Any] = []
-        counts: list[tuple[str, int]] = []
+        per_type: dict[int, int] = {}  # payload bytes written per type id
         size = 0
-        queue = self._queue
-        while queue and len(parts) < _BATCH_IOVECS:
-            kind, t, body, length, schema = queue[0]
-            if kind == fmt.Kind.RECEIVED:  # body: (type_id, flags, seq, payload)
-                type_id, flags, seq, payload = body
-                entry = [_ENTRY_AND_WIRE.pack(kind, length, t, MAGIC, VERSION, flags, type_id, seq,
-                                              len(payload)), payload]
-                name = self._names.get(type_id)
-                if name is not None and len(payload) % name[1] == 0:
-                    counts.append((name[0], len(payload) // name[1]))
+        limit = None if self.max_bytes is None else self.max_bytes - self.bytes_written
+        queue, pack, pad_of = self._queue, _ENTRY_AND_WIRE.pack, fmt.padding
+        while queue and len(parts) < _BATCH_IOVECS and self.state == "recording":
+            kind, t, body, queued, schema = queue.popleft()
+            self._taken += queued
+            if kind == fmt.Kind.RECEIVED:  # body: a list of (type_id, flags, seq, payload)
+                for type_id, flags, seq, payload in body:
+                    n = len(payload)
+                    pad = pad_of(HEADER_SIZE + n)
+                    whole = fmt.ENTRY_SIZE + HEADER_SIZE + n + pad
+                    if limit is not None and size + whole > limit:
+                        self.state = "full"
+                        break
+                    parts += (pack(kind, HEADER_SIZE + n, t, MAGIC, VERSION, flags, type_id, seq,
+                                   n), payload, _PAD[:pad]) if pad else \
+                        (pack(kind, HEADER_SIZE + n, t, MAGIC, VERSION, flags, type_id, seq, n),
+                         payload)
+                    per_type[type_id] = per_type.get(type_id, 0) + n
+                    size += whole
             else:
-                entry = [fmt.entry_header(kind, t, length), body]
+                pad = pad_of(len(body))
+                whole = fmt.ENTRY_SIZE + len(body) + pad
+                if limit is not None and size + whole > limit:
+                    self.state = "full"
+                    break
+                parts += (fmt.entry_header(kind, t, len(body)), body, _PAD[:pad])
+                size += whole
                 if schema is not None:
                     self._names = {i.id: (i.name, i.size) for i in schema.types if i.size}
-            pad = fmt.padding(length)
-            if pad:
-                entry.append(_PAD[:pad])
-            n = fmt.ENTRY_SIZE + length + pad
-            if self.max_bytes is not None and self.bytes_written + size + n > self.max_bytes:
-                self.state = "full"
-                break
-            queue.popleft()
-            self._taken += fmt.ENTRY_SIZE + length
-            parts += entry
-            size += n
         _writev_all(self._fd, parts)
         self.bytes_written += size
-        for name, n in counts:
-            self.records[name] = self.records.get(name, 0) + n
+        for type_id, n in per_type.items():
+            name, record_size = self._names.get(type_id, (str(type_id), 0))
+            if record_size:
+                self.records[name] = self.records.get(name, 0) + n // record_size
         if self.state == "full":
             queue.clear()
             log.warning("recording %s stopped at its max_bytes (%d bytes)", self.path,
@@ -238,12 +255,16 @@ class Recorder:
                 f"{total:,} records, {dropped:,} frames dropped>")
 
 
-def _writev_all(fd: int, parts: list[bytes]) -> None:
-    """writev() until every byte is written (a short write continues where it stopped)."""
-    while parts:
-        n = os.writev(fd, parts)
-        while parts and n >= len(parts[0]):
-            n -= len(parts[0])
-            parts.pop(0)
-        if parts and n:
-            parts[0] = memoryview(parts[0])[n:]
+def _writev_all(fd: int, parts: list[Any]) -> None:
+    """writev() until every byte is written, at most IOV_MAX parts a call; a short write goes on
+    where it stopped."""
+    i = 0
+    while i < len(parts):
+        chunk = parts[i:i + _IOV_MAX]
+        n = os.writev(fd, chunk)
+        for part in chunk:
+            if n < len(part):
+                parts[i] = memoryview(part)[n:]
+                break
+            n -= len(part)
+            i += 1
