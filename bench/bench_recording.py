@@ -68,6 +68,22 @@ def bench_ingest(tmp: Path) -> list[list[object]]:
     return rows
 
 
+def write_floor(tmp: Path) -> list[object]:
+    """The disk's floor: one writer alone, writev() of frame-sized parts, nothing else running."""
+    parts = [bytes(64 * TELEMETRY + 32)] * 50
+    rates = []
+    for _ in range(3):
+        fd = os.open(tmp / "floor.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < SECONDS / 2:
+            n += os.writev(fd, parts)
+        rates.append(n / (time.perf_counter() - t0))
+        os.close(fd)
+        os.unlink(tmp / "floor.bin")
+    return ["the disk alone: writev() of 18 KB parts, no stream", "",
+            f"{median(rates) / 1e6:.0f} MB/s", "", "floor"]
+
+
 def write_gigabyte(path: Path) -> int:
     """A recording of about 1 GB of Telemetry frames (64 records each), by the Recorder."""
     from cbridge_magics.cstruct import compile_header
@@ -146,7 +162,7 @@ def main() -> None:
         print(table(f"ingest with a recording on (Telemetry; {ROUNDS} rounds of {SECONDS} s, "
                     "in turns)",
                     ["reader", "M records/s", "file", "vs no recording (range)", "target"],
-                    bench_ingest(tmp)))
+                    [*bench_ingest(tmp), write_floor(tmp)]))
         path = tmp / "gigabyte.cbrec"
         records = write_gigabyte(path)
         print(table("reading a 1 GB recording", ["what", "size", "time / speed", "target"],
