@@ -42,7 +42,7 @@ from .switch_interval import hold_switch_interval, release_switch_interval
 from .typemap import Subscriber, TypeEntry, TypeMap
 from .wire._wire import FrameReader
 from .wire.codes import DEFAULT_MAX_PAYLOAD, MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
-from .wire.frames import pack_frame, parse_dropped, parse_error
+from .wire.frames import pack_frame, pack_subscribe, parse_dropped, parse_error
 from .wire.hello import Schema, parse_hello
 from .wire.layout import LayoutReport, layout_of
 from .wire.raw import RECV_ID, RawTransport, raw_schema
@@ -54,6 +54,7 @@ _REPLY = int(Flag.REPLY)
 _HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
+_SUBSCRIBE = int(ControlType.SUBSCRIBE)
 _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
 CLOSE_LINGER = 1.0  # seconds close() waits for the other end to close after our last frames
 ERRORS_LOGGED_PER_SECOND = 5  # the rest are counted: a flood of ERROR frames never floods a log
@@ -102,6 +103,7 @@ class Bridge:
         token: str | None = None,
         recv: type | None = None,
         send: type | None = None,
+        streams: Iterable[str] | None = None,
     ) -> None:
         if history < 0:
             raise ValueError("history must be >= 0")
@@ -150,6 +152,12 @@ class Bridge:
         self._log_skipped = 0
         self.relays: list[Any] = []  # Relay servers started by serve(), stopped by close()
         self.recorders: list[Any] = []  # recordings started by record(), stopped by close()
+        # SUBSCRIBE: the stream types wanted (None: all), their ids in the current schema (the
+        # filter applied here too), and whether the driver filters for us.
+        self._streams: tuple[str, ...] | None = None if streams is None else tuple(streams)
+        self._stream_ids: frozenset[int] | None = None
+        self._subscribe_seq: int | None = None
+        self.subscribe_supported: bool | None = None
         self._overload_logged = -_OVERLOAD_LOG_EVERY
 
     # --- connection life -------------------------------------------------------------------
@@ -183,6 +191,12 @@ class Bridge:
 
     def _start(self) -> None:
         transport, reader, schema, early = self._handshake()
+        if self._streams is not None:  # the filter stands before the first frame is read
+            try:
+                self._stream_ids = self._stream_ids_of(schema, self._streams)
+            except ValueError:
+                transport.close()
+                raise
         self._types.install(schema)
         self._record_hello(schema)
         self._transport = transport
@@ -198,6 +212,12 @@ class Bridge:
             daemon=True,
         )
         self._thread.start()
+        if self._streams is not None:
+            try:
+                self.streams(self._streams)
+            except BaseException:
+                self.close()
+                raise
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the reader thread and close the link; pending requests fail. Safe to call twice.
@@ -303,6 +323,8 @@ class Bridge:
             if self._stop.is_set():  # close() ran meanwhile and did not see this transport
                 transport.close()
                 return None
+            if self._streams is not None:  # the new link gets the same subscription
+                self._subscribe_async()
             return transport, reader, early
         return None  # unreachable; keeps type checkers content
 
@@ -317,6 +339,10 @@ class Bridge:
                 pending = self._pending.pop(seq, None)
                 if pending is not None:
                     pending.resolve(type_id, payload)
+                elif seq == self._subscribe_seq:
+                    refused = self._subscribed(type_id, payload)
+                    if refused is not None:
+                        self._note_error(f"SUBSCRIBE after the reconnect refused: {refused}")
                 elif seq in self._timed_out:
                     self.late_replies += 1
                     self._timed_out.remove(seq)
@@ -339,6 +365,8 @@ class Bridge:
         if expected is not None and seq != expected:
             self.stream_gaps += (seq - expected) & 0xFFFFFFFF
         self._stream_seq = (seq + 1) & 0xFFFFFFFF
+        if self._stream_ids is not None and entry.info.id not in self._stream_ids:
+            return  # not subscribed: a driver without SUBSCRIBE still sends it
         size = entry.info.size
         stats = entry.stats
         if not payload or len(payload) % size:
@@ -509,6 +537,62 @@ class Bridge:
         for rec in self.recorders:
             rec.hello(schema, now)
 
+    def streams(self, names: Iterable[str] | None, timeout: float = 1.0) -> list[str]:
+        """Receive only these stream types from now on (None: all of them); returns the set in
+        force. The driver stops sending the others (SUBSCRIBE); a driver without SUBSCRIBE
+        (ERROR 4) still sends them, and they are dropped here, unseen by history, subscribers
+        and counters. The subscription holds across reconnects.
+
+            b.streams(["Telemetry"])
+        """
+        self._refuse_on_raw("streams()")
+        wanted = None if names is None else tuple(dict.fromkeys(names))
+        schema = self.schema
+        if schema is None:
+            raise DriverUnavailable(f"{self.name}: no driver schema yet")
+        self._stream_ids = self._stream_ids_of(schema, wanted)
+        self._streams = wanted
+        type_id, payload = self._call(_SUBSCRIBE, pack_subscribe(sorted(self._stream_ids or ())),
+                                      timeout)
+        refused = self._subscribed(type_id, payload)
+        if refused is not None:
+            raise refused
+        return list(wanted or schema.by_name)
+
+    @staticmethod
+    def _stream_ids_of(schema: Schema, names: tuple[str, ...] | None) -> frozenset[int] | None:
+        unknown = [n for n in names or () if n not in schema.by_name]
+        if unknown:
+            raise ValueError(f"streams: the driver has no {', '.join(unknown)} (it has "
+                             f"{', '.join(schema.by_name)})")
+        return None if names is None else frozenset(schema.by_name[n].id for n in names)
+
+    def _subscribe_async(self) -> None:
+        """After a reconnect (on the reader thread, which cannot wait for its own reply): the
+        same names, resolved in the new schema, sent without waiting; _subscribed sees the reply."""
+        schema = self.schema
+        names = [n for n in self._streams or () if schema is not None and n in schema.by_name]
+        self._stream_ids = frozenset(schema.by_name[n].id for n in names) if schema else None
+        try:
+            self._subscribe_seq = self._post(_SUBSCRIBE, pack_subscribe(sorted(self._stream_ids)),
+                                             None)
+        except CBridgeError as e:
+            self._note_error(f"could not subscribe to {', '.join(names)}: {e}")
+
+    def _subscribed(self, type_id: int, payload: bytes) -> DriverError | None:
+        """The answer to a SUBSCRIBE: the driver filters, or (ERROR 4 from a driver that has
+        no SUBSCRIBE) we filter here; any other refusal is returned."""
+        if type_id == _SUBSCRIBE:
+            self.subscribe_supported = True
+            return None
+        code, message = parse_error(payload) if type_id == _ERROR else (0, f"type {type_id}")
+        if code == ErrorCode.UNKNOWN_TYPE and self.subscribe_supported is not True:
+            if self.subscribe_supported is None:
+                log.info("%s has no SUBSCRIBE: stream types are filtered here", self.name)
+            self.subscribe_supported = False
+            return None
+        return DriverError(code, f"SUBSCRIBE refused: {message}")
+
     def stop_serving(self) -> list[Any]:
         """Stop every relay started by serve(); returns them (stopped). Safe to call twice."""
         relays, self.relays = self.relays, []
@@ -606,6 +690,7 @@ class Bridge:
             "errors_seen": self.errors_seen,
             "errors_unlogged": self.errors_unlogged,
             "recordings": [rec.stats() for rec in self.recorders],
+            "streams": None if self._streams is None else list(self._streams),
         }
 
 
@@ -619,6 +704,7 @@ def connect(
     token: str | None = None,
     recv: type | None = None,
     send: type | None = None,
+    streams: Iterable[str] | None = None,
 ) -> Bridge:
     """Connect to a driver and start the reader thread.
 
@@ -627,6 +713,7 @@ def connect(
     against the driver's schema now (LayoutMismatch if one differs) and to use for decoding.
     Raises DriverUnavailable if no driver answers.
 
+    ``streams`` names the only stream types wanted (SUBSCRIBE; see ``Bridge.streams``).
     ``raw+unix:///path`` and ``raw+tcp://host:port`` reach a program that speaks bare structs:
     it sends records of ``recv`` and takes records of ``send`` (no header, no HELLO; the layout
     is the one the classes were compiled with). ``request()`` is refused there.
@@ -635,7 +722,7 @@ def connect(
         m = connect("raw+tcp://10.0.0.7:5025", recv=Measurement, send=Command)
     """
     bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout,
-                    token=token, recv=recv, send=send)
+                    token=token, recv=recv, send=send, streams=streams)
     bridge._start()
     return bridge
 

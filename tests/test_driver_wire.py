@@ -103,7 +103,7 @@ def test_exactly_max_payload_is_accepted(driver):
         assert len(statuses) == n and all(s.code == 0 for s in statuses)
 
 
-@pytest.mark.parametrize("type_id", [0, 4, 200, 255, 259, 0xFFFFFFFF])
+@pytest.mark.parametrize("type_id", [0, 5, 200, 255, 259, 0xFFFFFFFF])
 def test_unknown_type_is_answered_and_the_connection_stays(driver, type_id):
     with Conn(driver.path) as c:
         f = c.request(type_id, b"x" * 8, seq=1234)

@@ -113,9 +113,20 @@ def test_bad_requests_keep_the_connection(driver):
             seq += 1
             answered(c, header(T_PING, length, seq) + bytes(length), seq, E_BAD_LENGTH)
             b.case()
-        for type_id in [0, 4, 5, 100, 255, 259, 1000, 65536, 0xFFFFFFFF]:
+        for type_id in [0, 5, 100, 255, 259, 1000, 65536, 0xFFFFFFFF]:
             seq += 1
             answered(c, header(type_id, 0, seq), seq, E_UNKNOWN_TYPE)
+            b.case()
+        # SUBSCRIBE (type 4): lengths that are not 4 + 4 * count, and ids that are not types
+        for body in [b"", b"\x01", b"\x01\x00\x00\x00", struct.pack("<II", 2, 258),
+                     struct.pack("<III", 1, 258, 258), struct.pack("<I", 0xFFFFFFFF)]:
+            seq += 1
+            answered(c, header(4, len(body), seq) + body, seq, E_BAD_LENGTH)
+            b.case()
+        for ids in [[0], [4], [255], [259], [258, 1000], [0xFFFFFFFF]]:
+            seq += 1
+            body = struct.pack(f"<I{len(ids)}I", len(ids), *ids)
+            answered(c, header(4, len(body), seq) + body, seq, E_UNKNOWN_TYPE)
             b.case()
         for _ in range(300):  # commands with random bytes: refused or carried out, never fatal
             seq += 1

@@ -22,7 +22,14 @@
  *   open. ERROR frames from a client are logged and never answered, whatever
  *   their flags.
  * - A HELLO sent by a client gets ERROR 6 BAD_REQUEST. Control ids 0 and
- *   4..255 get ERROR 4 UNKNOWN_TYPE, as does an unregistered id >= 256.
+ *   5..255 get ERROR 4 UNKNOWN_TYPE, as does an unregistered id >= 256.
+ * - SUBSCRIBE (uint32 count, then count registered struct type ids; count
+ *   0 = every type, the default) sets the stream types a connection gets;
+ *   it is answered with SUBSCRIBE (REPLY, same seq) holding the set now in
+ *   force, ids in ascending order without repeats. Frames of other types are
+ *   not offered to that connection: no seq, no drop. A payload that is not
+ *   4 + 4 * count bytes gets ERROR 5 BAD_LENGTH, an id that is not a
+ *   registered struct type ERROR 4 UNKNOWN_TYPE; the set stays as it was.
  * - A registered type without a handler (a reply-only or stream-only type)
  *   sent as a request gets ERROR 6 BAD_REQUEST "no handler for type ...".
  * - Stream frames: the header seq of a STREAM frame counts, per connection
@@ -75,6 +82,7 @@ extern "C" {
 #define CB_TYPE_HELLO 1             /* driver -> client: JSON schema */
 #define CB_TYPE_ERROR 2             /* int32 LE code, then UTF-8 message */
 #define CB_TYPE_PING 3              /* echoed with flag REPLY */
+#define CB_TYPE_SUBSCRIBE 4         /* client -> driver: the stream types it wants */
 #define CB_TYPE_USER_MIN 256        /* first id a registered struct may use */
 #define CB_PING_MAX 64              /* largest PING payload */
 

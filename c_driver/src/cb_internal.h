@@ -71,6 +71,8 @@ typedef struct cb_client {
     uint32_t stream_seq;   /* seq of the next stream frame offered */
     uint64_t dropped;      /* stream frames dropped, in total */
     uint64_t unreported;   /* dropped since the last OVERLOADED notice */
+    uint32_t *subs;        /* SUBSCRIBE: the stream types it gets, ascending; NULL: all */
+    size_t nsubs;
 } cb_client;
 
 struct cb_server {

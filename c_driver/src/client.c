@@ -45,6 +45,7 @@ void cb_client_free(cb_client *c) {
     cb_close_fd(c->fd);
     free(c->in);
     free(c->out);
+    free(c->subs);
     free(c);
 }
 
@@ -278,6 +279,19 @@ int cb_reply_error(cb_server *s, const cb_request *req, int32_t code, const char
     return rc;
 }
 
+/* Whether c subscribed to stream frames of type_id (its set is sorted). */
+static int cb_client_wants(const cb_client *c, uint32_t type_id) {
+    size_t lo = 0, hi = c->nsubs;
+    if (!c->subs) return 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->subs[mid] == type_id) return 1;
+        if (c->subs[mid] < type_id) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
 int cb_stream(cb_server *s, uint32_t type_id, const void *data, size_t len) {
     struct iovec body;
     cb_header h;
@@ -297,7 +311,7 @@ int cb_stream(cb_server *s, uint32_t type_id, const void *data, size_t len) {
     if (t) s->stats.stream_records += len / t->size;
     for (i = 0; i < s->nclients; i++) {
         cb_client *c = s->clients[i];
-        if (!cb_writable(c)) continue;
+        if (!cb_writable(c) || !cb_client_wants(c, type_id)) continue;
         h.seq = c->stream_seq++;
         cb_client_notify_drops(s, c);
         switch (cb_client_send(s, c, &h, &body, len ? 1 : 0, 1)) {
@@ -364,6 +378,66 @@ static void cb_dispatch_ping(cb_server *s, cb_client *c, const cb_header *h,
     cb_client_send(s, c, &r, &body, h->length ? 1 : 0, 0);
 }
 
+static int cb_cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* SUBSCRIBE: count, then count registered struct ids; answered with the set in force. */
+static void cb_dispatch_subscribe(cb_server *s, cb_client *c, const cb_header *h,
+                                  const unsigned char *payload) {
+    uint32_t count, *ids = NULL, *reply;
+    size_t i, n = 0;
+    struct iovec body;
+    cb_header r = *h;
+
+    count = h->length >= 4 ? cb_get_u32(payload) : 0;
+    if (h->length < 4 || (h->length - 4) / 4 != count || (h->length - 4) % 4) {
+        cb_client_reply_error(s, c, h->seq, CB_E_BAD_LENGTH,
+                              "SUBSCRIBE is a uint32 count, then count uint32 type ids "
+                              "(%" PRIu32 " bytes)", h->length);
+        return;
+    }
+    if (count) {
+        ids = malloc(count * sizeof(*ids));
+        if (!ids) {
+            cb_client_reply_error(s, c, h->seq, CB_E_UNAVAILABLE, "out of memory");
+            return;
+        }
+    }
+    for (i = 0; i < count; i++) {
+        uint32_t id = cb_get_u32(payload + 4 + 4 * i);
+        if (id < CB_TYPE_USER_MIN || !cb_find_type(s, id)) {
+            cb_client_reply_error(s, c, h->seq, CB_E_UNKNOWN_TYPE,
+                                  "SUBSCRIBE: %" PRIu32 " is not a struct type of this driver",
+                                  id);
+            free(ids);
+            return;
+        }
+        ids[i] = id;
+    }
+    if (count) qsort(ids, count, sizeof(*ids), cb_cmp_u32);
+    for (i = 0; i < count; i++) /* keep each id once */
+        if (n == 0 || ids[n - 1] != ids[i]) ids[n++] = ids[i];
+    free(c->subs);
+    c->subs = ids;
+    c->nsubs = n;
+    /* the reply, in place of the request's payload: the set now in force */
+    reply = malloc((n + 1) * sizeof(*reply));
+    if (!reply) {
+        cb_client_reply_error(s, c, h->seq, CB_E_UNAVAILABLE, "out of memory");
+        return;
+    }
+    cb_put_u32((unsigned char *)reply, (uint32_t)n);
+    for (i = 0; i < n; i++) cb_put_u32((unsigned char *)(reply + 1 + i), ids[i]);
+    r.flags = CB_FLAG_REPLY;
+    r.length = (uint32_t)((n + 1) * 4);
+    body.iov_base = reply;
+    body.iov_len = r.length;
+    cb_client_send(s, c, &r, &body, 1, 0);
+    free(reply);
+}
+
 /* A request for a struct type: registered, whole records, a handler. */
 static void cb_dispatch_request(cb_server *s, cb_client *c, const cb_header *h,
                                 const unsigned char *payload) {
@@ -413,6 +487,8 @@ static void cb_dispatch(cb_server *s, cb_client *c, const cb_header *h,
     }
     if (h->type_id == CB_TYPE_PING)
         cb_dispatch_ping(s, c, h, payload);
+    else if (h->type_id == CB_TYPE_SUBSCRIBE)
+        cb_dispatch_subscribe(s, c, h, payload);
     else
         cb_dispatch_request(s, c, h, payload);
 }

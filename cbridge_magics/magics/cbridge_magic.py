@@ -108,9 +108,10 @@ class CBridgeMagics(Magics):
 
         raw = {k: self._struct_class(getattr(args, k), f"--{k}") for k in ("recv", "send")
                if getattr(args, k)}
+        streams = [t for t in args.streams.split(",") if t] if args.streams else None
         try:
             b = connect(args.url, history=args.history, reconnect=not args.no_reconnect,
-                        timeout=args.timeout, token=args.token, **raw)
+                        timeout=args.timeout, token=args.token, streams=streams, **raw)
         except ValueError as e:
             raise UsageError(str(e)) from None
         self.close()  # connecting again replaces the old connection, once the new one stands
@@ -149,8 +150,13 @@ class CBridgeMagics(Magics):
             print(f"  last error: {st['last_error']}")
         checks = b.match(cstruct.registry.values()).by_name() if b.schema else {}
         for name, counts in st["types"].items():
+            off = st["streams"] is not None and name not in st["streams"]
             print(f"  {name:<20} {counts['records']:>12,} records {counts['frames']:>10,} frames"
-                  f"  {checks.get(name, '')}")
+                  f"  {checks.get(name, '')}{'  (not subscribed)' if off else ''}")
+        if st["streams"] is not None:
+            how = {True: "the driver filters", False: "filtered here (no SUBSCRIBE in the "
+                   "driver)", None: "not answered yet"}[b.subscribe_supported]
+            print(f"  streams: {', '.join(st['streams']) or 'none'} ({how})")
         print(f"  stream frames dropped for this reader (as told by the other end): "
               f"{st['dropped_frames']}; gaps seen: {st['stream_gaps']}; "
               f"refused sends: {st['refused_sends']}; pending requests: {st['pending']}")

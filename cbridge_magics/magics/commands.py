@@ -32,6 +32,8 @@ def _connect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recv", metavar="CLASS", help="raw links: the struct class the program "
                                                    "sends (declared with %%cstruct)")
     p.add_argument("--send", metavar="CLASS", help="raw links: the struct class it takes")
+    p.add_argument("--streams", metavar="TYPE,...", help="only these stream types, as "
+                   "Telemetry,Status (SUBSCRIBE; default: all)")
     p.add_argument("--token", help="the relay's token, if not in the URL")
     p.add_argument("--as", dest="name", default="bridge", help="name of the Bridge in the notebook "
                                                                "(default: bridge)")

@@ -4,7 +4,9 @@ relay thread of ``%cbridge serve``, or a Jupyter Server) feeds it frames and wri
 
 - A client first gets the driver's HELLO. Its requests reach the driver under a seq of the relay's;
   the reply goes back to that client alone with the client's own seq.
-- STREAM frames are offered to every client. A client too slow for the stream loses its oldest
+- STREAM frames are offered to every client whose SUBSCRIBE set holds their type (all of them by
+  default); the relay answers SUBSCRIBE itself and never forwards it. A client too slow for the
+  stream loses its oldest
   STREAM frames first and is told how many with an ERROR 8 OVERLOADED frame before its next message;
   replies and notices are never dropped (a client that never reads them is cut off instead).
 - While the driver is away, requests are answered at once with ERROR 7 UNAVAILABLE.
@@ -28,7 +30,9 @@ from urllib.parse import urlsplit
 
 from ..wire._wire import FrameError, FrameReader
 from ..wire.codes import HEADER_SIZE, ControlType, ErrorCode, Flag
-from ..wire.frames import pack_error, pack_frame, parse_dropped, parse_error
+from ..errors import ProtocolError
+from ..wire.frames import (pack_error, pack_frame, pack_subscribe, parse_dropped, parse_error,
+                           parse_subscribe)
 from ..wire.hello import parse_hello
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 _STREAM = int(Flag.STREAM)
 _REPLY = int(Flag.REPLY)
 _ERROR = int(ControlType.ERROR)
+_SUBSCRIBE = int(ControlType.SUBSCRIBE)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Client:
         self.reader = FrameReader(core.max_payload)
         self.closed = False
         self.inflight = 0  # requests sent to the driver and not answered yet
+        self.subs: frozenset[int] | None = None  # SUBSCRIBE: its stream types (None: all)
 
     # --- what a host implements --------------------------------------------------------------
 
@@ -183,6 +189,8 @@ class Client:
             elif flags:
                 self.send_control(pack_error(
                     ErrorCode.BAD_REQUEST, f"requests must have flags 0, got 0x{flags:02x}", seq, _REPLY))
+            elif type_id == _SUBSCRIBE:  # the relay's own filter, never forwarded
+                self.send_control(self.core.subscribe(self, seq, payload))
             else:
                 self.core.forward(self, type_id, seq, payload)
         return None
@@ -203,6 +211,7 @@ class RelayCore:
     ) -> None:
         self.hello = hello
         self.max_payload = parse_hello(hello).max_payload
+        self.type_ids = {t.id for t in parse_hello(hello).types}  # what SUBSCRIBE may name
         self.token = token or secrets.token_urlsafe(24)
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self.queue_bytes = queue_bytes
@@ -294,7 +303,8 @@ class RelayCore:
             client.send_control(pack_frame(type_id, client_seq, payload, _REPLY), flush=False)
         elif flags & _STREAM:
             for client in self.clients.values():
-                client.offer_stream(type_id, payload)
+                if client.subs is None or type_id in client.subs:
+                    client.offer_stream(type_id, payload)
         elif type_id == _ERROR:
             code, text = parse_error(payload)
             if code == ErrorCode.OVERLOADED:
@@ -304,6 +314,19 @@ class RelayCore:
                     client.missed(n)
             else:
                 log.warning("driver sent the relay ERROR %d: %s", code, text[:200])
+
+    def subscribe(self, client: Client, seq: int, payload: bytes) -> bytes:
+        """A client's SUBSCRIBE, answered here: its filter, or ERROR 5/4 (the set unchanged)."""
+        try:
+            ids = parse_subscribe(payload)
+        except ProtocolError as e:
+            return pack_error(ErrorCode.BAD_LENGTH, str(e), seq, _REPLY)
+        unknown = sorted(set(ids) - self.type_ids)
+        if unknown:
+            return pack_error(ErrorCode.UNKNOWN_TYPE, f"SUBSCRIBE: {unknown[0]} is not a struct "
+                              "type of this driver", seq, _REPLY)
+        client.subs = frozenset(ids) if ids else None
+        return pack_frame(_SUBSCRIBE, seq, pack_subscribe(sorted(set(ids))), _REPLY)
 
     def driver_lost(self, reason: str) -> None:
         """The driver link broke: every request in flight is answered with UNAVAILABLE."""
@@ -321,6 +344,7 @@ class RelayCore:
             return False
         self.hello = hello
         self.max_payload = parse_hello(hello).max_payload
+        self.type_ids = {t.id for t in parse_hello(hello).types}
         for client in list(self.clients.values()):
             client.close(1012, "the driver restarted with another schema")
         return True

@@ -34,6 +34,7 @@ class ControlType(enum.IntEnum):
     HELLO = 1
     ERROR = 2
     PING = 3
+    SUBSCRIBE = 4
 
 
 class ErrorCode(enum.IntEnum):

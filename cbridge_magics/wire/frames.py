@@ -5,6 +5,7 @@ own ``cb_frame_parse``); this module builds frames and reads the payloads of con
 
     frame = pack_frame(256, seq=7, payload=bytes(cmd))
     code, message = parse_error(payload)
+    ids = parse_subscribe(pack_subscribe([258, 257]))     # SUBSCRIBE's payload, both ways
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .codes import HEADER_FORMAT, MAGIC, VERSION, ControlType
 
 HEADER = struct.Struct(HEADER_FORMAT)
 _CODE = struct.Struct("<i")
+_U32 = struct.Struct("<I")
 
 
 def pack_frame(type_id: int, seq: int, payload: bytes = b"", flags: int = 0) -> bytes:
@@ -42,3 +44,18 @@ def parse_dropped(message: str) -> int:
     if len(words) >= 2 and words[0] == "dropped" and words[1].isdigit():
         return int(words[1])
     return 0
+
+
+def pack_subscribe(type_ids: list[int]) -> bytes:
+    """A SUBSCRIBE payload: uint32 count, then the ids (count 0: every stream type)."""
+    return struct.pack(f"<I{len(type_ids)}I", len(type_ids), *type_ids)
+
+
+def parse_subscribe(payload: bytes) -> list[int]:
+    """The type ids of a SUBSCRIBE payload; ProtocolError if its length does not match."""
+    if len(payload) < 4:
+        raise ProtocolError(f"SUBSCRIBE of {len(payload)} bytes has no count")
+    (count,) = _U32.unpack_from(payload)
+    if len(payload) != 4 + 4 * count:
+        raise ProtocolError(f"SUBSCRIBE says {count} ids in {len(payload)} bytes")
+    return list(struct.unpack_from(f"<{count}I", payload, 4))

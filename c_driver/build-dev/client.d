@@ -1,0 +1,3 @@
+build-dev/client.o: src/client.c include/cbridge.h src/cb_internal.h
+include/cbridge.h:
+src/cb_internal.h:

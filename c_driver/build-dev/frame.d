@@ -1,0 +1,3 @@
+build-dev/frame.o: src/frame.c include/cbridge.h src/cb_internal.h
+include/cbridge.h:
+src/cb_internal.h:

@@ -1,0 +1,3 @@
+build-dev/test_wire: tests/test_wire.c include/cbridge.h tests/check.h
+include/cbridge.h:
+tests/check.h:
