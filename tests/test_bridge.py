@@ -266,7 +266,8 @@ def test_refused_send_is_reported(bridge, caplog):
     with caplog.at_level(logging.WARNING, logger="cbridge_magics.bridge"):
         bridge.send(cmd(bridge, op=77))
         wait_for(lambda: bridge.refused_sends == 1, what="the refusal")
-    assert "unknown op" in caplog.text
+        # the reader thread counts first, then logs: wait for the line too
+        wait_for(lambda: "unknown op" in caplog.text, timeout=2, what="the refusal logged")
 
 
 def test_connect_to_nothing_fails_clearly(tmp_path):
