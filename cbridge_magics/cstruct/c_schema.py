@@ -118,6 +118,11 @@ def _probe(header: Path, flags: list[str], cc: Sequence[str], records: list[Reco
     return layouts, values
 
 
+def _rule_names(prefix: str, r: Record) -> list[str]:
+    """The header constants that would give ``r`` its id: PREFIX_TYPE_NAME for each of its names."""
+    return [f"{prefix.upper()}_TYPE_{n.upper()}" for n in [r.name, *r.aliases]]
+
+
 def _choose_ids(records: list[Record], ids: Mapping[str, int], prefix: str,
                 known: set[str]) -> tuple[dict[int, tuple[int | None, str]], list[str]]:
     """Per record index: (id or None if a header constant gives it, where it comes from)."""
@@ -131,7 +136,7 @@ def _choose_ids(records: list[Record], ids: Mapping[str, int], prefix: str,
     for r in records:
         names = [r.name, *r.aliases]
         given = [ids[n] for n in names if n in ids]
-        rule = [c for c in (f"{prefix.upper()}_TYPE_{n.upper()}" for n in names) if c in known]
+        rule = [c for c in _rule_names(prefix, r) if c in known]
         if given:
             chosen[r.index] = (given[0], "--ids")
         if rule:
@@ -175,9 +180,7 @@ def generate(header: str | os.PathLike[str], *, prefix: str | None = None,
             continue
         value, source = got
         if source == "--ids":
-            rule = next((c for c in constants
-                         if c in (f"{prefix.upper()}_TYPE_{n.upper()}" for n in [r.name, *r.aliases])),
-                        None)
+            rule = next((c for c in _rule_names(prefix, r) if c in constants), None)
             if rule is not None:
                 if value_of[rule] != value:
                     raise CStructError(f"{r.name}: --ids gives {value}, but the "
