@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
 import logging
-import random
 import socket
 import threading
 from typing import Any, Sequence
@@ -30,16 +28,15 @@ from typing import Any, Sequence
 import tornado.web
 import tornado.websocket
 
-from ..errors import CBridgeError, DriverUnavailable, ProtocolError
-from ..wire._wire import FrameError, FrameReader
-from ..wire.codes import HEADER_SIZE, ControlType
+from ..errors import CBridgeError, DriverUnavailable
+from ..wire.codes import HEADER_SIZE
 from ..wire.transports import UnixTransport, transport_for
 from .core import ClientStats, RelayCore
+from .driver_link import DriverConnection
 from .tornado_client import TornadoClient
 
 log = logging.getLogger(__name__)
 
-_HELLO = int(ControlType.HELLO)
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 __all__ = ["Relay", "ClientStats"]
@@ -75,14 +72,11 @@ class Relay:
                               queue_bytes=queue_bytes, max_message=max_message,
                               max_inflight=max_inflight)
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
-        self.backoff = backoff
-        self.driver_reconnects = 0
-        self._link: _DriverLink | None = None
+        self.driver = DriverConnection(self.driver_path, core=self.core, backoff=backoff)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        self._stopping = False
         self._server: Any = None
 
     # The core's settings and counters, as a Relay's own.
@@ -140,17 +134,17 @@ class Relay:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
-            loop.run_until_complete(self._connect_driver(timeout=5.0))
+            loop.run_until_complete(self.driver.connect(timeout=5.0))
             sock = self._listen()
             self.port = sock.getsockname()[1]
             self._server = HTTPServer(self._application(), max_body_size=self.max_message)
             self._server.add_sockets([sock])
         except Exception as e:
             self._start_error = e
-            self._stopping = True
-            if self._link is not None:
-                self._link.transport.close()
+            if self.driver.connected:
+                self.driver.close()
                 loop.run_until_complete(asyncio.sleep(0))  # let the transport finish closing
+            self.driver.stopping = True
             self._ready.set()
             loop.close()
             return
@@ -191,11 +185,9 @@ class Relay:
                 log.warning("relay thread did not stop within %s s", timeout)
 
     async def _shutdown(self) -> None:
-        self._stopping = True
         if self._server is not None:
             self._server.stop()
-        if self._link is not None:
-            self._link.transport.close()
+        self.driver.close()
         for client in list(self.clients.values()):
             client.close(1001, "relay stopping")
         await asyncio.sleep(0.05)  # let the close frames go out
@@ -204,107 +196,15 @@ class Relay:
     @property
     def driver_connected(self) -> bool:
         """Whether the relay's own link to the driver is up (requests get ERROR 7 while not)."""
-        return self._link is not None
+        return self.driver.connected
+
+    @property
+    def driver_reconnects(self) -> int:
+        return self.driver.reconnects
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-    # --- the relay's own link to the driver (loop thread) ---------------------------------------
-
-    async def _connect_driver(self, timeout: float) -> None:
-        """Connect to the driver's socket and wait for its HELLO; raises DriverUnavailable."""
-        loop = asyncio.get_running_loop()
-        hello: asyncio.Future[bytes] = loop.create_future()
-        try:
-            transport, link = await asyncio.wait_for(loop.create_unix_connection(
-                lambda: _DriverLink(self, hello), self.driver_path), timeout)
-        except (OSError, asyncio.TimeoutError) as e:
-            raise DriverUnavailable(f"relay cannot reach unix://{self.driver_path}: {e}") from None
-        try:
-            payload = await asyncio.wait_for(hello, timeout)
-        except (asyncio.TimeoutError, CBridgeError) as e:
-            transport.close()
-            raise DriverUnavailable(f"no HELLO from unix://{self.driver_path}: {e}") from None
-        if link.lost:
-            raise DriverUnavailable("the driver closed the connection after its HELLO")
-        # Clients checked their layouts against the old HELLO: on a new one they connect again.
-        self.core.driver_hello(payload)
-        self._link = link
-        self.core.driver = link
-
-    def _driver_lost(self, reason: str) -> None:
-        self._link = None
-        self.core.driver_lost(reason)
-        if not self._stopping:
-            log.warning("relay lost the driver: %s; reconnecting", reason)
-            asyncio.ensure_future(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        base, cap = self.backoff
-        for attempt in itertools.count():
-            await asyncio.sleep(min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2))
-            if self._stopping:
-                return
-            try:
-                await self._connect_driver(timeout=5.0)
-            except (CBridgeError, ValueError) as e:
-                log.debug("relay reconnect failed: %s", e)
-                continue
-            self.driver_reconnects += 1
-            log.info("relay reconnected to unix://%s", self.driver_path)
-            return
-
-
-class _DriverLink(asyncio.Protocol):
-    """The relay's connection to the driver: bytes in, frames out to the core (loop thread)."""
-
-    def __init__(self, relay: Relay, hello: "asyncio.Future[bytes]") -> None:
-        self.relay = relay
-        self.hello = hello
-        self.reader = FrameReader(relay.core.max_payload)
-        self.transport: Any = None
-        self.lost = False
-
-    # the core's DriverSink
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
-
-    def backlog(self) -> int:
-        return self.transport.get_write_buffer_size()
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            frames = self.reader.feed(data)
-        except FrameError as e:
-            self._fail(f"bad frame from the driver: {e}")
-            return
-        core = self.relay.core
-        for type_id, flags, seq, payload in frames:
-            if not self.hello.done():
-                if type_id != _HELLO:
-                    self._fail(f"the driver sent type {type_id} before its HELLO")
-                    return
-                self.hello.set_result(payload)
-                continue
-            core.from_driver(type_id, flags, seq, payload)
-        core.flush_clients()
-
-    def _fail(self, reason: str) -> None:
-        if not self.hello.done():
-            self.hello.set_exception(ProtocolError(reason))
-        log.error("relay: %s", reason)
-        self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if not self.hello.done():
-            self.hello.set_exception(DriverUnavailable("the driver closed the connection"))
-        elif self.relay._link is self:
-            self.relay._driver_lost(str(exc) if exc else "the driver closed the connection")
 
 
 class RelayHandler(tornado.websocket.WebSocketHandler):
