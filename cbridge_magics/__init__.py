@@ -56,6 +56,14 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Jupyter Server's entry: ``jupyter server extension enable cbridge_magics`` loads the relay
+    host of cbridge_magics.relay.jupyter_host (configured as ``c.CBridgeApp.drivers``)."""
+    from .relay.jupyter_host import CBridgeApp
+
+    return [{"module": "cbridge_magics.relay.jupyter_host", "app": CBridgeApp}]
+
+
 def load_ipython_extension(ip) -> None:  # type: ignore[no-untyped-def]
     """``%load_ext cbridge_magics``: register %%cstruct/%cstruct and %cbridge."""
     global _magics

@@ -33,7 +33,7 @@ from ..wire.codes import HEADER_SIZE
 from ..wire.transports import UnixTransport, transport_for
 from .core import ClientStats, RelayCore
 from .driver_link import DriverConnection
-from .tornado_client import TornadoClient
+from .tornado_client import CoreSocket
 
 log = logging.getLogger(__name__)
 
@@ -207,12 +207,14 @@ class Relay:
         return self._thread is not None and self._thread.is_alive()
 
 
-class RelayHandler(tornado.websocket.WebSocketHandler):
-    """One client connection. Tornado calls it on the relay's loop thread."""
+class RelayHandler(CoreSocket, tornado.websocket.WebSocketHandler):
+    """One client connection, with the relay's own token and Origin checks (loop thread)."""
 
     def initialize(self, relay: Relay) -> None:
         self.relay = relay
-        self.client: TornadoClient | None = None
+
+    def relay_core(self) -> RelayCore:
+        return self.relay.core
 
     def prepare(self) -> None:
         # Before the upgrade: no token, no WebSocket.
@@ -226,23 +228,3 @@ class RelayHandler(tornado.websocket.WebSocketHandler):
         if not ok:
             log.warning("relay refused %s: origin %s is not allowed", self.request.remote_ip, origin)
         return ok
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        self.set_nodelay(True)
-        self.client = TornadoClient(self.relay.core, self, self.request.remote_ip or "?")
-        self.relay.core.add_client(self.client)
-
-    def on_message(self, message: str | bytes) -> None:
-        client = self.client
-        if client is None or client.closed:
-            return
-        if isinstance(message, str):
-            self.close(1003, "text messages are not part of the protocol")
-            return
-        why = client.received(message)
-        if why is not None:
-            self.close(1007, why)
-
-    def on_close(self) -> None:
-        if self.client is not None:
-            self.relay.core.remove_client(self.client, self.close_code, self.close_reason)

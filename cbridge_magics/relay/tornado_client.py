@@ -1,9 +1,11 @@
 """A relay client on a tornado WebSocket connection: how the core's queue reaches the socket.
 
-Any tornado host of the relay core uses it (the relay thread of ``%cbridge serve`` today): its
-WebSocketHandler makes one per connection and hands it the handler.
+Both tornado hosts of the relay core use it (the relay thread of ``%cbridge serve``, and the
+Jupyter Server extension): their WebSocketHandlers take ``CoreSocket``'s open, on_message and
+on_close, which make one TornadoClient per connection.
 
-    client = TornadoClient(core, handler, peer="127.0.0.1"); core.add_client(client)
+    class Handler(CoreSocket, tornado.websocket.WebSocketHandler):
+        def relay_core(self): return the_core
 """
 
 from __future__ import annotations
@@ -95,3 +97,36 @@ class TornadoClient(Client):
             return False
         self.stats.delivered += delivered
         return True
+
+
+class CoreSocket:
+    """What a tornado WebSocketHandler of a relay host does with a connection, given the core
+    (``relay_core()``): a TornadoClient in the core while open, binary messages to it, text
+    messages refused (1003), a message that breaks the protocol closing it (1007)."""
+
+    client: TornadoClient | None = None
+
+    def relay_core(self) -> RelayCore:
+        raise NotImplementedError
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)  # type: ignore[attr-defined]
+        core = self.relay_core()
+        self.client = TornadoClient(core, self, self.request.remote_ip or "?")  # type: ignore[attr-defined]
+        core.add_client(self.client)
+
+    def on_message(self, message: str | bytes) -> None:
+        client = self.client
+        if client is None or client.closed:
+            return
+        if isinstance(message, str):
+            self.close(1003, "text messages are not part of the protocol")  # type: ignore[attr-defined]
+            return
+        why = client.received(message)
+        if why is not None:
+            self.close(1007, why)  # type: ignore[attr-defined]
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            self.client.core.remove_client(self.client, self.close_code,  # type: ignore[attr-defined]
+                                           self.close_reason)  # type: ignore[attr-defined]
