@@ -104,6 +104,7 @@ class Bridge:
         recv: type | None = None,
         send: type | None = None,
         streams: Iterable[str] | None = None,
+        ca_file: str | None = None,
     ) -> None:
         if history < 0:
             raise ValueError("history must be >= 0")
@@ -123,6 +124,7 @@ class Bridge:
         self.url = url
         self.name = url.split("?", 1)[0]  # the URL for messages and logs: never the token
         self.token = token  # for ws:// URLs: sent as "Authorization: token ..."
+        self.ca_file = ca_file  # for wss:// URLs: verify the server against these certificates
         self.reconnect = reconnect
         self.connect_timeout = timeout
         self.backoff = backoff
@@ -168,7 +170,7 @@ class Bridge:
             raw = RawTransport(self.url, self._raw.by_id[RECV_ID].size)
             raw.open(self.connect_timeout)
             return raw, None, self._raw, []  # type: ignore[return-value]
-        transport = transport_for(self.url, token=self.token)
+        transport = transport_for(self.url, token=self.token, ca_file=self.ca_file)
         transport.open(self.connect_timeout)
         try:
             reader = FrameReader(DEFAULT_MAX_PAYLOAD)
@@ -705,6 +707,7 @@ def connect(
     recv: type | None = None,
     send: type | None = None,
     streams: Iterable[str] | None = None,
+    ca_file: str | None = None,
 ) -> Bridge:
     """Connect to a driver and start the reader thread.
 
@@ -714,6 +717,7 @@ def connect(
     Raises DriverUnavailable if no driver answers.
 
     ``streams`` names the only stream types wanted (SUBSCRIBE; see ``Bridge.streams``).
+    A ``wss://`` server's certificate is verified, against ``ca_file`` when given.
     ``raw+unix:///path`` and ``raw+tcp://host:port`` reach a program that speaks bare structs:
     it sends records of ``recv`` and takes records of ``send`` (no header, no HELLO; the layout
     is the one the classes were compiled with). ``request()`` is refused there.
@@ -722,7 +726,7 @@ def connect(
         m = connect("raw+tcp://10.0.0.7:5025", recv=Measurement, send=Command)
     """
     bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout,
-                    token=token, recv=recv, send=send, streams=streams)
+                    token=token, recv=recv, send=send, streams=streams, ca_file=ca_file)
     bridge._start()
     return bridge
 

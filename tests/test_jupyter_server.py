@@ -9,6 +9,7 @@ import http.cookiejar
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,7 +43,8 @@ def free_port() -> int:
 class JupyterServer:
     """``python -m jupyter_server`` with the extension enabled and the drivers configured."""
 
-    def __init__(self, workdir: Path, drivers: dict[str, str], extra: str = "") -> None:
+    def __init__(self, workdir: Path, drivers: dict[str, str], extra: str = "",
+                 tls: tuple[Path, Path] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "deny_cbridge.py").write_text(DENY_CBRIDGE)
         (workdir / "jupyter_server_config.py").write_text(
@@ -56,9 +58,13 @@ class JupyterServer:
             [sys.executable, "-m", "jupyter_server", "--allow-root", "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={self.port}", f"--ServerApp.token={TOKEN}",
              f"--ServerApp.base_url={BASE}", "--ServerApp.open_browser=False",
-             f"--ServerApp.root_dir={workdir}"], env=env, stdout=self.log, stderr=self.log)
-        self.http = f"http://127.0.0.1:{self.port}{BASE}"
-        self.ws = f"ws://127.0.0.1:{self.port}{BASE}"
+             f"--ServerApp.root_dir={workdir}",
+             *([f"--ServerApp.certfile={tls[0]}", f"--ServerApp.keyfile={tls[1]}"] if tls else [])],
+            env=env, stdout=self.log, stderr=self.log)
+        scheme = "s" if tls else ""
+        self.http = f"http{scheme}://127.0.0.1:{self.port}{BASE}"
+        self.ws = f"ws{scheme}://127.0.0.1:{self.port}{BASE}"
+        self.context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
         wait_for(lambda: self.proc.poll() is not None or self.status() == 200, timeout=60,
                  what="Jupyter Server to answer")
         assert self.proc.poll() is None, (workdir / "server.log").read_text()
@@ -67,7 +73,7 @@ class JupyterServer:
         req = urllib.request.Request(self.http + path,
                                      headers={"Authorization": f"token {TOKEN}", **(headers or {})})
         try:
-            with urllib.request.urlopen(req, timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5, context=self.context) as r:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
@@ -199,5 +205,27 @@ def test_an_authorizer_that_denies_cbridge(demo, tmp_path):
         with pytest.raises(DriverUnavailable, match="403"):
             connect(f"{s.ws}cbridge/drivers/demo/ws", token=TOKEN, reconnect=False)
         assert s.status("cbridge/api/drivers") == 403
+    finally:
+        s.stop()
+
+
+def test_wss_verifies_the_server_against_a_ca_file(demo, tmp_path):
+    """A Jupyter Server with a self-signed certificate made here: the remote Bridge connects over
+    wss:// when told to trust that certificate, and refuses the server when not."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    s = JupyterServer(tmp_path / "tls", {"demo": demo.url}, tls=(cert, key))
+    try:
+        url = f"{s.ws}cbridge/drivers/demo/ws"
+        assert url.startswith("wss://")
+        b = connect(url, token=TOKEN, ca_file=str(cert), reconnect=False)
+        try:
+            assert b.request(b.types["Command"](op=0)).code == 0
+        finally:
+            b.close()
+        with pytest.raises(DriverUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+            connect(url, token=TOKEN, reconnect=False)
     finally:
         s.stop()

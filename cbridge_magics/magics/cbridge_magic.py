@@ -111,7 +111,8 @@ class CBridgeMagics(Magics):
         streams = [t for t in args.streams.split(",") if t] if args.streams else None
         try:
             b = connect(args.url, history=args.history, reconnect=not args.no_reconnect,
-                        timeout=args.timeout, token=args.token, streams=streams, **raw)
+                        timeout=args.timeout, token=args.token, streams=streams,
+                        ca_file=args.ca_file, **raw)
         except ValueError as e:
             raise UsageError(str(e)) from None
         self.close()  # connecting again replaces the old connection, once the new one stands

@@ -35,6 +35,8 @@ def _connect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--streams", metavar="TYPE,...", help="only these stream types, as "
                    "Telemetry,Status (SUBSCRIBE; default: all)")
     p.add_argument("--token", help="the relay's token, if not in the URL")
+    p.add_argument("--ca-file", help="wss://: verify the server against these certificates "
+                                     "(PEM) instead of the system's")
     p.add_argument("--as", dest="name", default="bridge", help="name of the Bridge in the notebook "
                                                                "(default: bridge)")
     p.add_argument("--history", type=int, default=100_000,

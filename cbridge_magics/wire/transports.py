@@ -139,9 +139,11 @@ what keeps a foreign server from filling the kernel's memory."""
 class WebSocketTransport:
     """A relay's WebSocket (websocket-client). One binary message holds whole frames."""
 
-    def __init__(self, url: str, token: str | None = None, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(self, url: str, token: str | None = None, max_message: int = MAX_MESSAGE,
+                 ca_file: str | None = None) -> None:
         self.url = url
         self.token = token
+        self.ca_file = ca_file  # wss://: the certificates to verify the server with
         self.max_message = max_message
         self._ws: Any = None
         self._broken = False  # mid-frame after a refused message: no polite close, only the end
@@ -151,7 +153,9 @@ class WebSocketTransport:
 
         header = [f"Authorization: token {self.token}"] if self.token else []
         try:
-            ws = websocket.create_connection(self.url, timeout=timeout, header=header,
+            # wss:// is always verified: against ca_file when given, else the system's CAs
+            ssl = {"ca_certs": self.ca_file} if self.ca_file else None
+            ws = websocket.create_connection(self.url, timeout=timeout, header=header, sslopt=ssl,
                                              enable_multithread=True, skip_utf8_validation=True)
         except websocket.WebSocketBadStatusException as e:
             code = getattr(e, "status_code", "?")
@@ -292,7 +296,7 @@ def socket_address(url: str) -> tuple[int, Any, str]:
     raise ValueError(f"{_safe(url)!r}: unsupported scheme {parts.scheme!r}")
 
 
-def transport_for(url: str, token: str | None = None) -> Transport:
+def transport_for(url: str, token: str | None = None, ca_file: str | None = None) -> Transport:
     """The transport a URL names: ``unix:///path/to.sock``, or ``ws://host:port/?token=...``.
     (``raw+unix://`` and ``raw+tcp://`` links are opened by ``wire.raw``: they need the record
     class.)"""
@@ -303,7 +307,7 @@ def transport_for(url: str, token: str | None = None) -> Transport:
     if parts.scheme in ("ws", "wss"):
         if not parts.hostname:
             raise ValueError(f"{_safe(url)!r} names no host")
-        return WebSocketTransport(url, token)
+        return WebSocketTransport(url, token, ca_file=ca_file)
     if parts.scheme in ("raw+unix", "raw+tcp"):
         raise ValueError(f"{_safe(url)!r} is a raw link: connect(url, recv=Class) opens it")
     raise ValueError(f"{_safe(url)!r}: unsupported scheme {parts.scheme!r} (use "
