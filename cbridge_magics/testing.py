@@ -1,4 +1,5 @@
-"""Support for tests, benchmarks and demos: a real driver process, a real kernel, and waiting.
+"""Support for tests, benchmarks and demos: a real driver process, a real kernel, a real Jupyter
+Server with the cbridge extension, and waiting.
 
 One way to start a driver, used by the test suites (tests/conftest.py), the benchmarks (bench/)
 and ``make demo``; it is useful for testing your own driver too:
@@ -6,16 +7,23 @@ and ``make demo``; it is useful for testing your own driver too:
     with DriverProcess(demo_driver(), "/tmp/t/d.sock", "--out-buffer", "65536") as d:
         b = connect(d.url)
     k = Kernel(); k.run("%load_ext cbridge_magics"); k.shutdown()
+    s = JupyterServerProcess(workdir, {"demo": d.url}); connect(f"{s.ws}cbridge/drivers/demo/ws",
+                                                                 token=s.TOKEN); s.stop()
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
 import socket
+import ssl
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -169,3 +177,66 @@ class Kernel:
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class JupyterServerProcess:
+    """``python -m jupyter_server`` on a free loopback port, with the cbridge extension enabled
+    and ``drivers`` configured (``extra``: more lines of jupyter_server_config.py; ``tls``: its
+    certificate and key). The workdir's modules are importable by the server (an authorizer,
+    say). ``http``/``ws`` are its URLs, base_url included; ``stop()`` ends it."""
+
+    TOKEN = "cbridge-test-token"
+    BASE = "/jh/user/"  # a base_url, as under JupyterHub
+
+    def __init__(self, workdir: Path, drivers: dict[str, str], extra: str = "",
+                 tls: tuple[Path, Path] | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "jupyter_server_config.py").write_text(
+            'c.ServerApp.jpserver_extensions = {"cbridge_magics": True}\n'
+            f"c.CBridgeApp.drivers = {drivers!r}\n" + extra)
+        self.port = free_port()
+        self.log = open(workdir / "server.log", "wb")
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(workdir),
+                   PYTHONPATH=os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--allow-root", "--ServerApp.ip=127.0.0.1",
+             f"--ServerApp.port={self.port}", f"--ServerApp.token={self.TOKEN}",
+             f"--ServerApp.base_url={self.BASE}", "--ServerApp.open_browser=False",
+             f"--ServerApp.root_dir={workdir}",
+             *([f"--ServerApp.certfile={tls[0]}", f"--ServerApp.keyfile={tls[1]}"] if tls else [])],
+            env=env, stdout=self.log, stderr=self.log)
+        scheme = "s" if tls else ""
+        self.http = f"http{scheme}://127.0.0.1:{self.port}{self.BASE}"
+        self.ws = f"ws{scheme}://127.0.0.1:{self.port}{self.BASE}"
+        self.context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
+        wait_for(lambda: self.proc.poll() is not None or self.status() == 200, timeout=60,
+                 what="Jupyter Server to answer")
+        assert self.proc.poll() is None, (workdir / "server.log").read_text()
+
+    def status(self, path: str = "api/status", headers: dict[str, str] | None = None) -> int:
+        req = urllib.request.Request(self.http + path,
+                                     headers={"Authorization": f"token {self.TOKEN}", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=self.context) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return 0
+
+    def get_json(self, path: str) -> dict:
+        req = urllib.request.Request(self.http + path, headers={"Authorization": f"token {self.TOKEN}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+        self.log.close()

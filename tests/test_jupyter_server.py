@@ -6,12 +6,8 @@ demo driver and remote Bridges.
 from __future__ import annotations
 
 import http.cookiejar
-import json
 import os
-import socket
-import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,10 +17,9 @@ import pytest
 import websocket
 
 from cbridge_magics import DriverUnavailable, connect
-from cbridge_magics.testing import DriverProcess, demo_driver, wait_for
+from cbridge_magics.testing import DriverProcess, JupyterServerProcess, demo_driver, wait_for
 
-TOKEN = "jupyter-test-token"
-BASE = "/jh/user/"  # a base_url, as under JupyterHub
+TOKEN = JupyterServerProcess.TOKEN
 DENY_CBRIDGE = '''
 from jupyter_server.auth import Authorizer
 
@@ -32,63 +27,6 @@ class DenyCBridge(Authorizer):
     def is_authorized(self, handler, user, action, resource):
         return resource != "cbridge"
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class JupyterServer:
-    """``python -m jupyter_server`` with the extension enabled and the drivers configured."""
-
-    def __init__(self, workdir: Path, drivers: dict[str, str], extra: str = "",
-                 tls: tuple[Path, Path] | None = None) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "deny_cbridge.py").write_text(DENY_CBRIDGE)
-        (workdir / "jupyter_server_config.py").write_text(
-            'c.ServerApp.jpserver_extensions = {"cbridge_magics": True}\n'
-            f"c.CBridgeApp.drivers = {drivers!r}\n" + extra)
-        self.port = free_port()
-        self.log = open(workdir / "server.log", "wb")
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(workdir),
-                   PYTHONPATH=os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--allow-root", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={self.port}", f"--ServerApp.token={TOKEN}",
-             f"--ServerApp.base_url={BASE}", "--ServerApp.open_browser=False",
-             f"--ServerApp.root_dir={workdir}",
-             *([f"--ServerApp.certfile={tls[0]}", f"--ServerApp.keyfile={tls[1]}"] if tls else [])],
-            env=env, stdout=self.log, stderr=self.log)
-        scheme = "s" if tls else ""
-        self.http = f"http{scheme}://127.0.0.1:{self.port}{BASE}"
-        self.ws = f"ws{scheme}://127.0.0.1:{self.port}{BASE}"
-        self.context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
-        wait_for(lambda: self.proc.poll() is not None or self.status() == 200, timeout=60,
-                 what="Jupyter Server to answer")
-        assert self.proc.poll() is None, (workdir / "server.log").read_text()
-
-    def status(self, path: str = "api/status", headers: dict[str, str] | None = None) -> int:
-        req = urllib.request.Request(self.http + path,
-                                     headers={"Authorization": f"token {TOKEN}", **(headers or {})})
-        try:
-            with urllib.request.urlopen(req, timeout=5, context=self.context) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            return 0
-
-    def get_json(self, path: str) -> dict:
-        req = urllib.request.Request(self.http + path, headers={"Authorization": f"token {TOKEN}"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +40,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(demo, tmp_path_factory):
-    s = JupyterServer(tmp_path_factory.mktemp("jupyter"),
+    s = JupyterServerProcess(tmp_path_factory.mktemp("jupyter"),
                       {"demo": demo.url, "absent": "unix:///tmp/cbridge-nobody-here.sock"})
     yield s
     s.stop()
@@ -198,8 +136,10 @@ def test_unknown_and_unreachable_drivers(server):
 
 
 def test_an_authorizer_that_denies_cbridge(demo, tmp_path):
-    s = JupyterServer(tmp_path / "deny", {"demo": demo.url},
-                      'c.ServerApp.authorizer_class = "deny_cbridge.DenyCBridge"\n')
+    (tmp_path / "deny").mkdir()
+    (tmp_path / "deny" / "deny_cbridge.py").write_text(DENY_CBRIDGE)
+    s = JupyterServerProcess(tmp_path / "deny", {"demo": demo.url},
+                             'c.ServerApp.authorizer_class = "deny_cbridge.DenyCBridge"\n')
     try:
         assert s.status("api/status") == 200  # the rest of the server is allowed
         with pytest.raises(DriverUnavailable, match="403"):
@@ -216,7 +156,7 @@ def test_wss_verifies_the_server_against_a_ca_file(demo, tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    s = JupyterServer(tmp_path / "tls", {"demo": demo.url}, tls=(cert, key))
+    s = JupyterServerProcess(tmp_path / "tls", {"demo": demo.url}, tls=(cert, key))
     try:
         url = f"{s.ws}cbridge/drivers/demo/ws"
         assert url.startswith("wss://")
