@@ -74,6 +74,10 @@ def load_ipython_extension(ip) -> None:  # type: ignore[no-untyped-def]
     ip.register_magics(CStructMagics)
     _magics = CBridgeMagics(ip)
     ip.register_magics(_magics)
+    # %config finds the configurables the shell lists; ipython_config.py reached it through
+    # the shell's config when it was made (Magics are configured by their shell)
+    if _magics not in ip.configurables:
+        ip.configurables.append(_magics)
 
 
 def unload_ipython_extension(ip) -> None:  # type: ignore[no-untyped-def]

@@ -708,6 +708,7 @@ def connect(
     send: type | None = None,
     streams: Iterable[str] | None = None,
     ca_file: str | None = None,
+    backoff: tuple[float, float] = (0.05, 2.0),
 ) -> Bridge:
     """Connect to a driver and start the reader thread.
 
@@ -726,7 +727,8 @@ def connect(
         m = connect("raw+tcp://10.0.0.7:5025", recv=Measurement, send=Command)
     """
     bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout,
-                    token=token, recv=recv, send=send, streams=streams, ca_file=ca_file)
+                    token=token, recv=recv, send=send, streams=streams, ca_file=ca_file,
+                    backoff=backoff)
     bridge._start()
     return bridge
 

@@ -137,7 +137,8 @@ def test_help_comes_from_the_declarations(ip, capsys):
     doc = ip.magics_manager.magics["line"]["cbridge"].__doc__
     for c in commands.COMMANDS:
         assert c.summary in doc and all(e in doc or c.name == "help" for e in c.examples)
-    assert "--window WINDOW" in doc and "values shown per series (default: 2000)" in doc
+    assert "--window WINDOW" in doc and "values shown per series (default:" in doc
+    assert "CBridgeMagics.plot_window, 2000)" in doc
     ip.run_line_magic("cbridge", "help plot")
     plot_help = capsys.readouterr().out
     assert "usage: %cbridge plot" in plot_help and "--fps FPS" in plot_help

@@ -19,8 +19,9 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
+from traitlets import Float, Int, Unicode, observe
 
-from .. import cstruct
+from .. import cstruct, switch_interval
 from . import commands
 from .thread_log import ThreadLog
 
@@ -46,10 +47,37 @@ class _Names(Mapping):
 @magics_class
 class CBridgeMagics(Magics):
     """``%cbridge COMMAND``: connect to a driver, send commands, plot its stream, serve it to
-    others. ``%cbridge?`` or ``%cbridge help`` lists the subcommands with their options."""
+    others. ``%cbridge?`` or ``%cbridge help`` lists the subcommands with their options.
+
+    The defaults are traitlets: ``c.CBridgeMagics.history = 10_000`` in ipython_config.py, or
+    ``%config CBridgeMagics.plot_fps = 5`` in a notebook; a magic's own argument wins."""
+
+    history = Int(100_000, help="Records kept per streamed type (%cbridge connect --history).",
+                  ).tag(config=True)
+    plot_fps = Float(10.0, help="Most plot updates a second (%cbridge plot --fps).").tag(config=True)
+    plot_window = Int(2000, help="Values shown per plotted series (%cbridge plot --window)."
+                      ).tag(config=True)
+    relay_host = Unicode("127.0.0.1", help="Where %cbridge serve listens (--host): loopback by "
+                         "default.").tag(config=True)
+    relay_port = Int(0, help="The port %cbridge serve listens on (--port); 0: a free one."
+                     ).tag(config=True)
+    relay_queue_bytes = Int(4 << 20, help="Stream bytes the relay queues per remote client "
+                            "before dropping its oldest stream frames.").tag(config=True)
+    relay_max_message = Int((1 << 20) + 16, help="The largest WebSocket message the relay sends "
+                            "or takes.").tag(config=True)
+    switch_interval = Float(0.0005, allow_none=True, help="The interpreter's thread switch "
+                            "interval while a Bridge is connected, at most (seconds); None leaves "
+                            "it alone.").tag(config=True)
+    backoff_cap = Float(2.0, help="Most seconds between two attempts to reconnect to a driver."
+                        ).tag(config=True)
+
+    @observe("switch_interval")
+    def _switch_interval_changed(self, change: Any) -> None:
+        switch_interval.SWITCH_INTERVAL = change["new"]
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
+        switch_interval.SWITCH_INTERVAL = self.switch_interval
         self.bridge: Any = None
         self.plots: dict[str, Any] = {}
         self.thread_log = ThreadLog()
@@ -69,6 +97,8 @@ class CBridgeMagics(Magics):
 
     def unload(self) -> None:
         self.close()
+        if self in self.shell.configurables:
+            self.shell.configurables.remove(self)
         logging.getLogger("cbridge_magics").removeHandler(self.thread_log)
         try:
             self.shell.events.unregister("post_run_cell", self._report_thread_messages)
@@ -102,6 +132,8 @@ class CBridgeMagics(Magics):
         print(commands.help_text(args.topic))
 
     def _connect(self, args: argparse.Namespace) -> None:
+        if args.history is None:
+            args.history = self.history
         if args.history < 0:
             raise UsageError("--history must be >= 0")
         from ..bridge import connect
@@ -111,6 +143,7 @@ class CBridgeMagics(Magics):
         streams = [t for t in args.streams.split(",") if t] if args.streams else None
         try:
             b = connect(args.url, history=args.history, reconnect=not args.no_reconnect,
+                        backoff=(0.05, self.backoff_cap),
                         timeout=args.timeout, token=args.token, streams=streams,
                         ca_file=args.ca_file, **raw)
         except ValueError as e:
@@ -214,7 +247,9 @@ class CBridgeMagics(Magics):
 
         source = self._need_bridge() if args.source is None else self._history_source(args.source)
         try:
-            plot = LivePlot(source, args.specs, window=args.window, fps=args.fps,
+            plot = LivePlot(source, args.specs,
+                            window=self.plot_window if args.window is None else args.window,
+                            fps=self.plot_fps if args.fps is None else args.fps,
                             title=args.title)
         except ValueError as e:
             raise UsageError(str(e)) from None
@@ -276,12 +311,15 @@ class CBridgeMagics(Magics):
             if not stopped:
                 print("cbridge: not serving")
             return
+        args.host = args.host or self.relay_host
+        args.port = self.relay_port if args.port is None else args.port
         if not 0 <= args.port <= 65535:
             raise UsageError("--port must be 0..65535")
         from ..errors import CBridgeError
 
         try:
             relay = b.serve(host=args.host, port=args.port, token=args.token,
+                            queue_bytes=self.relay_queue_bytes, max_message=self.relay_max_message,
                             allowed_origins=args.allow_origin)
         except ValueError as e:
             raise UsageError(str(e)) from None

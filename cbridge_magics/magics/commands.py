@@ -39,8 +39,8 @@ def _connect(p: argparse.ArgumentParser) -> None:
                                      "(PEM) instead of the system's")
     p.add_argument("--as", dest="name", default="bridge", help="name of the Bridge in the notebook "
                                                                "(default: bridge)")
-    p.add_argument("--history", type=int, default=100_000,
-                   help="records kept per streamed type (default: 100000)")
+    p.add_argument("--history", type=int, help="records kept per streamed type (default: "
+                   "CBridgeMagics.history, 100000)")
     p.add_argument("--no-reconnect", action="store_true", help="do not reconnect when the driver goes")
     p.add_argument("--timeout", type=float, default=5.0,
                    help="seconds to wait for the driver's HELLO (default: 5)")
@@ -57,8 +57,10 @@ def _send(p: argparse.ArgumentParser) -> None:
 def _plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="*", metavar="TYPE.FIELD", help="what to plot; an array field "
                                                                    "is flattened in time order")
-    p.add_argument("--window", type=int, default=2000, help="values shown per series (default: 2000)")
-    p.add_argument("--fps", type=float, default=10.0, help="most updates a second (default: 10)")
+    p.add_argument("--window", type=int, help="values shown per series (default: "
+                   "CBridgeMagics.plot_window, 2000)")
+    p.add_argument("--fps", type=float, help="most updates a second (default: "
+                   "CBridgeMagics.plot_fps, 10)")
     p.add_argument("--title", help="the plot's title")
     p.add_argument("--stop", nargs="?", const="all", metavar="ID", help="stop one plot, or all")
     p.add_argument("--from", dest="source", metavar="VAR", help="plot from this notebook "
@@ -75,8 +77,10 @@ def _record(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
-    p.add_argument("--port", type=int, default=0, help="port (default: 0, a free one)")
+    p.add_argument("--host", help="address to listen on (default: CBridgeMagics.relay_host, "
+                   "127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: CBridgeMagics.relay_port, 0: a free "
+                   "one)")
     p.add_argument("--token", help="the token clients must give (default: a random one)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="an Origin allowed besides same-origin (repeatable)")
