@@ -1,4 +1,5 @@
-"""The command line: ``python -m cbridge_magics install-kernel`` (see cbridge_magics.kernelspec),
+"""The command line: ``python -m cbridge_magics install-kernel``, ``list-kernels`` and
+``remove-kernel`` (see cbridge_magics.kernelspec),
 ``c-schema HEADER.h`` (cbridge_magics.cstruct.c_schema) and ``replay FILE --socket PATH``
 (cbridge_magics.recording.replay)."""
 
@@ -23,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--prefix", help="install under this prefix")
     p.add_argument("--load-ext", action="store_true",
                    help="load cbridge_magics in every kernel at start (no %%load_ext needed)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable of every kernel it starts (repeatable)")
+    p.add_argument("--connect", metavar="URL",
+                   help="every kernel runs %%cbridge connect URL at start and has `bridge`")
+    sub.add_parser("list-kernels", help="list the kernelspecs cbridge installed")
+    rm = sub.add_parser("remove-kernel", help="remove a kernelspec cbridge installed")
+    rm.add_argument("name")
     c = sub.add_parser(
         "c-schema", help="write libcbridge field tables for the structs of a C header",
         description="Write the cb_field tables of every struct in HEADER that has a type id, "
@@ -61,9 +69,31 @@ def main(argv: list[str] | None = None) -> int:
         return _c_schema(parser, args, argv)
     if args.command == "replay":
         return _replay(parser, args)
+    if args.command == "list-kernels":
+        for name, s in sorted(kernelspec.cbridge_kernels().items()):
+            spec = s["spec"]
+            meta = spec["metadata"]["cbridge"]
+            extras = [f"connects to {meta['connect']}"] if meta.get("connect") else []
+            extras += [f"env {k}={v}" for k, v in spec.get("env", {}).items()]
+            print(f"{name}\t{s['resource_dir']}\t{meta.get('python')}"
+                  + (f"\t{'; '.join(extras)}" if extras else ""))
+        return 0
+    if args.command == "remove-kernel":
+        try:
+            print(f"removed kernelspec {args.name!r} from {kernelspec.remove(args.name)}")
+        except ValueError as e:
+            print(f"remove-kernel: error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    env = {}
+    for item in args.env:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            parser.error(f"--env wants KEY=VALUE, got {item!r}")
+        env[key] = value
     prefix = sys.prefix if args.sys_prefix else args.prefix
     path = kernelspec.install(args.name, args.display_name, user=args.user, prefix=prefix,
-                              load_ext=args.load_ext)
+                              load_ext=args.load_ext, env=env, connect=args.connect)
     print(f"installed kernelspec {args.name!r} in {path}")
     return 0
 
