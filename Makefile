@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.cbridge-installed
 DRIVER := c_driver/build/cbridge-demo-driver
 PYTEST_ARGS ?=
 
-.PHONY: all setup driver demo test test-c test-py test-asan house bench soak fuzz clean
+.PHONY: all setup driver demo lab test test-c test-py test-asan house bench soak fuzz clean
 
 all: setup
 
@@ -41,6 +41,15 @@ setup: $(STAMP) driver
 # Runs notebooks/server.ipynb and notebooks/client.ipynb headless; results in out/.
 demo: setup
 	$(VPY) -m cbridge_magics.demo --driver $(DRIVER) --out out
+
+# JupyterLab on notebooks/ with the demo driver served through it (Ctrl-C stops both).
+LAB_STAMP := $(VENV)/.cbridge-lab
+$(LAB_STAMP): $(STAMP)
+	$(VPY) -m pip install --quiet "jupyterlab>=4.4,<5"
+	touch $@
+
+lab: setup $(LAB_STAMP)
+	$(VPY) -m cbridge_magics.lab --driver $(DRIVER)
 
 test: house test-c test-py test-asan
 
