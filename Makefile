@@ -28,6 +28,7 @@ BUILD_INPUTS := pyproject.toml setup.py \
 $(STAMP): $(VPY) $(BUILD_INPUTS)
 	command -v pkg-config >/dev/null || { apt-get update && apt-get install -y pkgconf; }
 	command -v openssl >/dev/null || { apt-get update && apt-get install -y openssl; }
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e '.[test]'
 	$(VPY) -m cbridge_magics install-kernel --sys-prefix

@@ -1,0 +1,141 @@
+"""The browser suite: JupyterLab in Debian's chromium, driven by Playwright for Python.
+
+JupyterLab runs on loopback with a real token, the cbridge extension enabled and the demo driver
+configured (``python -m cbridge_magics.lab``, what ``make lab`` runs). A notebook connects through
+``cbridge/drivers/demo/ws``, starts the stream and plots it; the test runs it from the Run menu as
+a person would, and checks that the plot's image changes over time and that no cell shows an
+error. Screenshots go to out/ (browser-0.png when the plot came or the wait ended, browser-1.png
+and browser-2.png two frames of the plot) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cbridge_magics.testing import ROOT, demo_driver, free_port, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+OUT = ROOT / "out"
+HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
+# As this machine's notes advise for a closed network: no background connections, no GPU.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+
+def notebook(port: int, token: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
+        f"%cbridge connect ws://127.0.0.1:{port}/cbridge/drivers/demo/ws --token {token}",
+        "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=2.0, "
+        "amplitude=1.0, rate_hz=500, batch=10)\n"
+        "%cbridge plot Telemetry.samples --window 6400 --fps 4",
+    )]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+@pytest.fixture
+def lab(tmp_path, sock_path):
+    """python -m cbridge_magics.lab on a notebook folder of this test's; (url base, token)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cbridge_magics.lab", "--driver",
+                             str(demo_driver()), "--socket", str(sock_path), "--port", str(port),
+                             "--notebooks", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    text = ""
+    while "--token" not in text:
+        line = proc.stdout.readline()
+        assert line, f"lab ended early: {text}"
+        text += line
+    token = re.search(r"/lab\?token=(\S+)", text).group(1)
+    nbformat.write(notebook(port, token), tmp_path / "live.ipynb")
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}",
+                                        timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    wait_for(up, timeout=60, what="JupyterLab to answer")
+    yield f"http://127.0.0.1:{port}", token
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    proc.stdout.close()
+
+
+def run_all_cells(page) -> None:
+    """Run > Run All Cells, as a person does; again if no cell started within 20 s. (Right after
+    the kernel reports idle, JupyterLab sometimes drops a first Run All: the cells stay "[ ]".)"""
+    started = ("[...document.querySelectorAll('.jp-InputArea-prompt')]"
+               ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))")
+    for attempt in range(3):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function(started, timeout=20_000)
+            return
+        except Exception:  # playwright's TimeoutError: try the menu once more
+            if attempt == 2:
+                raise
+
+
+def plot_src(page) -> str | None:
+    imgs = page.locator(".jp-OutputArea-output img")
+    return imgs.last.get_attribute("src") if imgs.count() else None
+
+
+@pytest.mark.timeout(240)
+def test_a_notebook_in_jupyterlab_plots_the_stream_through_the_extension(lab):
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/lab/tree/live.ipynb?token={token}", timeout=60_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+            # the kernel is up when its status says idle
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=60_000)
+            run_all_cells(page)
+            try:
+                page.wait_for_function(
+                    "document.querySelectorAll('.jp-OutputArea-output img').length > 0",
+                    timeout=90_000)
+            finally:
+                page.screenshot(path=str(OUT / "browser-0.png"))  # what a person saw by then
+            first = plot_src(page)
+            page.screenshot(path=str(OUT / "browser-1.png"))
+            deadline = time.monotonic() + 20
+            while plot_src(page) == first and time.monotonic() < deadline:
+                time.sleep(0.5)
+            second = plot_src(page)
+            page.screenshot(path=str(OUT / "browser-2.png"))
+            errors = page.locator(".jp-OutputArea-output[data-mime-type="
+                                  "'application/vnd.jupyter.stderr']").all_inner_texts()
+            outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+        finally:
+            browser.close()
+    assert first and first.startswith("data:image/png")
+    assert second != first, "the plot did not change in 20 s"
+    assert not [e for e in errors if "Error" in e or "Traceback" in e], errors
+    assert any("connected to cbridge-demo-driver" in o for o in outputs), outputs
