@@ -31,6 +31,10 @@ $(STAMP): $(VPY) $(BUILD_INPUTS)
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e '.[test]'
+	# an editable install skips data files: put the extension's Jupyter Server entry in place
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	test -f $(VENV)/etc/jupyter/jupyter_server_config.d/cbridge_magics.json || \
+	  cp jupyter-config/cbridge_magics.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	$(VPY) -m cbridge_magics install-kernel --sys-prefix
 	touch $@
 

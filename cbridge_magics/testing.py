@@ -188,7 +188,7 @@ def free_port() -> int:
 
 class JupyterServerProcess:
     """``python -m jupyter_server`` on a free loopback port, with the cbridge extension enabled
-    and ``drivers`` configured (``extra``: more lines of jupyter_server_config.py; ``tls``: its
+    (unless ``enable`` is False: then it is on only if enabled otherwise) and ``drivers`` configured (``extra``: more lines of jupyter_server_config.py; ``tls``: its
     certificate and key). The workdir's modules are importable by the server (an authorizer,
     say). ``http``/``ws`` are its URLs, base_url included; ``stop()`` ends it."""
 
@@ -196,11 +196,11 @@ class JupyterServerProcess:
     BASE = "/jh/user/"  # a base_url, as under JupyterHub
 
     def __init__(self, workdir: Path, drivers: dict[str, str], extra: str = "",
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, enable: bool = True) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "jupyter_server_config.py").write_text(
-            'c.ServerApp.jpserver_extensions = {"cbridge_magics": True}\n'
-            f"c.CBridgeApp.drivers = {drivers!r}\n" + extra)
+            ('c.ServerApp.jpserver_extensions = {"cbridge_magics": True}\n' if enable else "")
+            + f"c.CBridgeApp.drivers = {drivers!r}\n" + extra)
         self.port = free_port()
         self.log = open(workdir / "server.log", "wb")
         env = dict(os.environ, JUPYTER_CONFIG_DIR=str(workdir),

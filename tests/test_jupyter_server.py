@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -167,5 +168,30 @@ def test_wss_verifies_the_server_against_a_ca_file(demo, tmp_path):
             b.close()
         with pytest.raises(DriverUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate"):
             connect(url, token=TOKEN, reconnect=False)
+    finally:
+        s.stop()
+
+
+def test_jupyter_server_extension_enable_turns_it_on(demo, tmp_path):
+    """The package is known to Jupyter Server, disabled; `jupyter server extension enable
+    cbridge_magics` (this environment's config) turns it on, `disable` off again."""
+    jupyter = [sys.executable, "-m", "jupyter_server", "extension"]
+    listed = subprocess.run([*jupyter, "list"], capture_output=True, text=True)
+    assert "cbridge_magics" in listed.stdout + listed.stderr
+    try:
+        on = subprocess.run([*jupyter, "enable", "cbridge_magics"], capture_output=True, text=True)
+        assert "successfully enabled" in on.stdout + on.stderr, on.stdout + on.stderr
+        s = JupyterServerProcess(tmp_path / "enabled", {"demo": demo.url}, enable=False)
+        try:
+            assert s.status("cbridge/api/drivers") == 200
+        finally:
+            s.stop()
+    finally:
+        off = subprocess.run([*jupyter, "disable", "cbridge_magics"], capture_output=True,
+                             text=True)
+        assert "successfully disabled" in off.stdout + off.stderr
+    s = JupyterServerProcess(tmp_path / "disabled", {"demo": demo.url}, enable=False)
+    try:
+        assert s.status("cbridge/api/drivers") == 404
     finally:
         s.stop()
