@@ -9,7 +9,8 @@ keeps a bounded history of streamed records per type, calls subscribers, and rec
 
 This module is over 400 lines because the Bridge is one object whose reader thread, send lock and
 pending-request table share state under rules that read best in one place; what could leave did
-(typemap, history, switch_interval, wire.transports).
+(typemap, history, switch_interval, wire.transports, wire.raw, recording). Its subscription
+handling (streams and the three helpers after it) could be the next to go.
 """
 
 from __future__ import annotations

@@ -1,3 +1,0 @@
-build-dev/registry.o: src/registry.c include/cbridge.h src/cb_internal.h
-include/cbridge.h:
-src/cb_internal.h:

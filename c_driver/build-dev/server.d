@@ -1,3 +1,0 @@
-build-dev/server.o: src/server.c include/cbridge.h src/cb_internal.h
-include/cbridge.h:
-src/cb_internal.h:
