@@ -160,6 +160,7 @@ class Recording:
                 for i in np.flatnonzero(ix["kind"] == fmt.Kind.NOTE)]
 
     def _body(self, i: int) -> memoryview:
+        """Entry ``i``'s payload (a frame's, without its wire header), a view of the map."""
         ix = self._index
         off = int(ix["offset"][i])
         if ix["kind"][i] in (fmt.Kind.RECEIVED, fmt.Kind.SENT):

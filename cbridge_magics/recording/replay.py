@@ -160,7 +160,7 @@ class Replay:
         """Offer the stream frames that are due (at max speed: while a client has room)."""
         if not self.clients:
             return position
-        ix, data = self.recording._index, self.recording._view
+        ix = self.recording._index
         now = time.monotonic()
         n = 0
         while position < len(self._stream) and n < 256:
@@ -170,8 +170,7 @@ class Replay:
                     break
             elif clock is None or clock + times[i] / self.speed > now:
                 break
-            off, length = int(ix["offset"][i]), int(ix["length"][i])
-            self._offer(int(ix["type_id"][i]), data[off + HEADER_SIZE:off + HEADER_SIZE + length])
+            self._offer(int(ix["type_id"][i]), self.recording._body(i))
             position += 1
             n += 1
         if n:
@@ -257,10 +256,9 @@ class Replay:
             return pack_error(ErrorCode.UNAVAILABLE, f"the recording has no {'more ' if got else ''}"
                               f"replies to {info.name} ({got} recorded)", seq, _REPLY)
         i = queue.popleft()
-        ix, data = self.recording._index, self.recording._view
-        off, length = int(ix["offset"][i]), int(ix["length"][i])
-        return HEADER.pack(MAGIC, VERSION, _REPLY, int(ix["type_id"][i]), seq, length) + \
-            bytes(data[off + HEADER_SIZE:off + HEADER_SIZE + length])
+        payload = self.recording._body(i)
+        return HEADER.pack(MAGIC, VERSION, _REPLY, int(self.recording._index["type_id"][i]), seq,
+                           len(payload)) + bytes(payload)
 
     def _flush(self, c: _Client) -> None:
         """Write what the socket takes; wait for it to take more only while something is left."""
