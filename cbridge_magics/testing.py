@@ -240,3 +240,52 @@ class JupyterServerProcess:
         self.proc.terminate()
         self.proc.wait(20)
         self.log.close()
+
+
+class LabProcess:
+    """``python -m cbridge_magics.lab`` (what ``make lab`` runs) on a free port, with the demo
+    driver on ``sock_path``; ready (JupyterLab answers) when the constructor returns. ``token``,
+    ``http`` and ``ws_url`` (the driver through the extension) come from what it prints;
+    ``stop()`` sends Ctrl-C and returns the exit code."""
+
+    def __init__(self, sock_path: str | os.PathLike[str],
+                 notebooks: str | os.PathLike[str] | None = None) -> None:
+        import re
+
+        self.port = free_port()
+        argv = [sys.executable, "-m", "cbridge_magics.lab", "--driver", str(demo_driver()),
+                "--socket", str(sock_path), "--port", str(self.port)]
+        if notebooks is not None:
+            argv += ["--notebooks", str(notebooks)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        text = ""
+        while "--token" not in text:
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                self.stop()
+                raise RuntimeError(f"lab ended early: {text}")
+            text += line
+        self.token = re.search(r"/lab\?token=(\S+)", text).group(1)  # type: ignore[union-attr]
+        self.ws_url = re.search(r"(ws://\S+/cbridge/drivers/demo/ws)", text).group(1)  # type: ignore[union-attr]
+        self.http = f"http://127.0.0.1:{self.port}/"
+        wait_for(lambda: self.get("api/status") is not None, timeout=60,
+                 what="JupyterLab to answer")
+
+    def get(self, path: str) -> bytes | None:
+        """The body of GET ``path`` with the token, or None if it does not answer 200."""
+        req = urllib.request.Request(self.http + path,
+                                     headers={"Authorization": f"token {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.read() if r.status == 200 else None
+        except OSError:
+            return None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code

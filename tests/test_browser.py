@@ -10,19 +10,14 @@ and browser-2.png two frames of the plot) for a person to look at.
 
 from __future__ import annotations
 
-import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from cbridge_magics.testing import ROOT, demo_driver, free_port, wait_for
+from cbridge_magics.testing import ROOT, LabProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUT = ROOT / "out"
@@ -50,32 +45,10 @@ def notebook(port: int, token: str) -> nbformat.NotebookNode:
 @pytest.fixture
 def lab(tmp_path, sock_path):
     """python -m cbridge_magics.lab on a notebook folder of this test's; (url base, token)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cbridge_magics.lab", "--driver",
-                             str(demo_driver()), "--socket", str(sock_path), "--port", str(port),
-                             "--notebooks", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    text = ""
-    while "--token" not in text:
-        line = proc.stdout.readline()
-        assert line, f"lab ended early: {text}"
-        text += line
-    token = re.search(r"/lab\?token=(\S+)", text).group(1)
-    nbformat.write(notebook(port, token), tmp_path / "live.ipynb")
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}",
-                                        timeout=5) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    wait_for(up, timeout=60, what="JupyterLab to answer")
-    yield f"http://127.0.0.1:{port}", token
-    proc.send_signal(signal.SIGINT)
-    proc.wait(30)
-    proc.stdout.close()
+    lab = LabProcess(sock_path, notebooks=tmp_path)
+    nbformat.write(notebook(lab.port, lab.token), tmp_path / "live.ipynb")
+    yield lab.http.rstrip("/"), lab.token
+    lab.stop()
 
 
 def run_all_cells(page) -> None:
