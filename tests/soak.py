@@ -57,6 +57,7 @@ class Report:
     records_fast: list[int] = field(default_factory=list)
     slow_told: int = 0
     slow_gaps: int = 0
+    slow_relay_dropped: int = 0  # what the kernel's relay counts as dropped for the slow client
     kernel_samples: list[tuple[float, int, int]] = field(default_factory=list)  # (s, fds, KiB)
     iopub_messages: int = 0
     iopub_rate_exceeded: int = 0
@@ -85,7 +86,8 @@ class Report:
             f"{sum(t.timeouts - t.late for t in self.tallies)} lost",
             f"stream records to the fast clients: {', '.join(f'{n:,}' for n in self.records_fast)}",
             f"slow client: {self.slow_told:,} stream frames dropped as told, "
-            f"{self.slow_gaps:,} holes seen in its stream",
+            f"{self.slow_gaps:,} holes seen in its stream, {self.slow_relay_dropped:,} dropped "
+            "by the relay",
             f"kernel: descriptors {self.kernel_samples[0][1]} -> {self.kernel_samples[-1][1]}, "
             f"memory {self.kernel_samples[0][2] / 1024:.1f} -> "
             f"{self.kernel_samples[-1][2] / 1024:.1f} MiB, slope "
@@ -188,12 +190,20 @@ def run(minutes: float, sock: Path) -> Report:
             killed.wait(10)
         report.records_fast = [c.stats()["types"].get("Telemetry", {}).get("records", 0)
                                for c in clients[:2]]
+        if clients:
+            # The stream stops, and the slow client reads the rest, before its counts are read.
+            _try(lambda: clients[0].request(clients[0].types["Command"](op=2), timeout=2.0))
         time.sleep(2.5)  # a reply still on its way after its request's timeout may come now
         for b, tally in zip(clients[:2], report.tallies):
             tally.late = b.late_replies
         if clients:
-            report.slow_told = clients[2].dropped_frames
-            report.slow_gaps = clients[2].stream_gaps
+            slow = clients[2]
+            wait_for(lambda: _settled(slow), timeout=30, what="the slow client to read the rest")
+            report.slow_told = slow.dropped_frames
+            report.slow_gaps = slow.stream_gaps
+            # The relay numbers its clients from 1 in the order they came: the slow one is 3.
+            stats = kernel.value("{s.id: s.dropped for s in bridge.relays[0].client_stats()}")
+            report.slow_relay_dropped = stats.get(3, -1)
         for c in clients:
             c.close()
         kernel.collect(1.0)  # what is still on its way; it joins kernel.messages
@@ -205,6 +215,13 @@ def run(minutes: float, sock: Path) -> Report:
         kernel.shutdown()
         driver.stop()
     return report
+
+
+def _settled(bridge) -> bool:
+    """Whether a client's stream counts stayed the same for half a second."""
+    before = bridge.stats()["types"].get("Telemetry", {}).get("records", 0)
+    time.sleep(0.5)
+    return bridge.stats()["types"].get("Telemetry", {}).get("records", 0) == before
 
 
 def _try(call) -> bool:
@@ -222,6 +239,7 @@ def write(report: Report, out: Path) -> None:
         "minutes": report.minutes, "tallies": [vars(t) for t in report.tallies],
         "driver_kills": report.driver_kills, "client_kills": report.client_kills,
         "slow_told": report.slow_told, "slow_gaps": report.slow_gaps,
+        "slow_relay_dropped": report.slow_relay_dropped,
         "kernel_samples": report.kernel_samples, "slope_mib_per_min": report.slope_mib_per_min(),
         "slope_mib_per_min_second_half": report.slope_mib_per_min(0.5),
         "iopub_messages": report.iopub_messages,
