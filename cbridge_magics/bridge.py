@@ -257,6 +257,17 @@ class Bridge:
             _live.discard(self)
             release_switch_interval()
 
+    def reconnect_now(self) -> None:
+        """End the link the polite way (what was sent reaches the driver) and let the reader
+        connect again at once, as after a lost link; a console's Reconnect button."""
+        with self._send_lock:
+            transport = self._transport
+            if self.state is not State.CONNECTED or transport is None:
+                raise DriverUnavailable(f"{self.name} is {self.state.value}: nothing to reconnect")
+            if not self.reconnect:
+                raise NotSupported(f"{self.name} was connected with reconnect=False")
+            transport.finish()
+
     def __enter__(self) -> "Bridge":
         return self
 

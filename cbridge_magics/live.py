@@ -4,12 +4,18 @@ A LivePlot reads the Bridge's history of each type (the one ring every consumer 
 keeps no copy of its own) and has a render thread redraw a pyplot-free Figure with Agg at most
 ``fps`` times a second, only when the history's total count says new data arrived, and once more
 when it stops, so the last data always gets a frame.
-The display itself is created on the calling (main) thread; the render thread only updates it.
+The display itself is created on the calling thread; the render thread only updates it.
 
     plot = LivePlot(bridge, ["Telemetry.samples"], window=2000, fps=10)
     plot.start()        # shows the plot in the current cell
     ...
     plot.stop()
+
+The x axis is the value index by default; ``time=("t0", "dt")`` puts it in seconds (each record's
+start time plus the per-sample step), ``x="field"`` plots one scalar field against another.
+``widget=True`` draws into an ipywidgets Image (binary PNG, no base64), ``plot.widget``, which can
+sit in any layout. Agg draws of every plot in the process take one lock: matplotlib's font cache
+is shared, and a panel's callback may start a plot on a subshell thread while others render.
 """
 
 from __future__ import annotations
@@ -31,25 +37,37 @@ log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 _live: "weakref.WeakSet[LivePlot]" = weakref.WeakSet()
+_render_lock = threading.Lock()  # one Agg draw at a time in this process (shared font cache)
 
 
 class _Series:
-    """One TYPE.FIELD: where its values are in the Bridge's history, and what the plot last drew."""
+    """One TYPE.FIELD: where its values are in the Bridge's history, its x axis, and what the
+    plot last drew."""
 
-    def __init__(self, spec: str, type_name: str, field: str, per_record: int, window: int) -> None:
+    def __init__(self, spec: str, type_name: str, field: str, per_record: int, window: int,
+                 time: tuple[str, str] | None = None, x: str | None = None) -> None:
         self.spec, self.type_name, self.field = spec, type_name, field
         self.per_record = per_record  # values one record holds (an array field's element count)
         self.window = window
         self.records = -(-window // per_record)  # records that hold the window's values
+        self.time, self.x = time, x
         self.drawn = -1  # the history's total at the last frame
 
     def snapshot(self, bridge: Any) -> tuple[np.ndarray, np.ndarray, int]:
-        """The x (value index) and y of the latest ``window`` values, and the history's total."""
+        """The x and y of the latest ``window`` values, and the history's total."""
         records, total = bridge.history_of(self.type_name).snapshot(self.records)
         # An array field is flattened in time order: record by record, element by element.
         y = np.asarray(records[self.field], dtype=np.float64).reshape(-1)[-self.window:]
-        count = total * self.per_record  # values ever received: the x of the newest is count - 1
-        return np.arange(count - len(y), count), y, total
+        if self.time is not None:
+            t0, dt = (np.asarray(records[f], dtype=np.float64) for f in self.time)
+            steps = np.arange(self.per_record, dtype=np.float64)
+            x = (t0[:, None] + dt[:, None] * steps).reshape(-1)[-self.window:]
+        elif self.x is not None:
+            x = np.asarray(records[self.x], dtype=np.float64)[-self.window:]
+        else:
+            count = total * self.per_record  # values ever received: the newest's x is count - 1
+            x = np.arange(count - len(y), count)
+        return x, y, total
 
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +110,9 @@ class LivePlot:
         size: tuple[float, float] = (8.0, 3.2),
         dpi: int = 90,
         display: Callable[..., Any] | None = None,
+        time: str | tuple[str, str] | None = None,
+        x: str | None = None,
+        widget: bool = False,
     ) -> None:
         if window < 2:
             raise ValueError("window must be at least 2 values")
@@ -99,6 +120,13 @@ class LivePlot:
             raise ValueError("fps must be in (0, 60]")
         if not specs:
             raise ValueError("name at least one TYPE.FIELD to plot")
+        if time is not None and x is not None:
+            raise ValueError("plot against time or against a field, not both")
+        if isinstance(time, str):
+            t0, sep, dt = time.partition(":")
+            if not sep or not t0 or not dt:
+                raise ValueError(f"time {time!r} is not T0:DT, two field names (for example t0:dt)")
+            time = (t0, dt)
         self.id = f"p{next(_ids)}"
         self.bridge = bridge
         self.window, self.fps = window, fps
@@ -116,7 +144,19 @@ class LivePlot:
             ftype = dtype.fields[field][0]
             if not np.issubdtype(ftype.base, np.number):
                 raise ValueError(f"{spec} is not numeric, so it cannot be plotted")
-            series = _Series(spec, type_name, field, max(1, int(np.prod(ftype.shape))), window)
+            per_record = max(1, int(np.prod(ftype.shape)))
+            for axis in (time or ()) + ((x,) if x else ()):
+                afield = dtype.fields.get(axis) if dtype.names else None
+                if afield is None:
+                    raise ValueError(f"{type_name} has no field {axis!r} for the x axis (it has "
+                                     f"{', '.join(dtype.names)})")
+                if afield[0].shape or not np.issubdtype(afield[0].base, np.number):
+                    raise ValueError(f"{type_name}.{axis} is not a numeric scalar, so it cannot "
+                                     "be an x axis")
+            if x is not None and per_record != 1:
+                raise ValueError(f"{spec} holds {per_record} values a record: against a field, "
+                                 "plot a scalar (or use --time T0:DT for an array)")
+            series = _Series(spec, type_name, field, per_record, window, time, x)
             kept = history.capacity
             if kept < series.records:
                 raise ValueError(f"a window of {window} values of {spec} needs {series.records} "
@@ -127,6 +167,13 @@ class LivePlot:
         self.errors = 0
         self._size, self._dpi = size, dpi
         self._display = display
+        self.xlabel = ("time (s)" if time is not None else x if x is not None
+                       else "value index")
+        self.widget: Any = None  # the ipywidgets Image, with widget=True
+        if widget:
+            import ipywidgets
+
+            self.widget = ipywidgets.Image(format="png")
         self._handle: Any = None
         self.last_png: bytes | None = None  # the image shown last
         self._stop = threading.Event()
@@ -146,7 +193,7 @@ class LivePlot:
         self._buckets = int(self._size[0] * self._dpi)  # about one bucket per pixel column
         ax = fig.add_subplot()
         ax.set_title(self.title)
-        ax.set_xlabel("value index")
+        ax.set_xlabel(self.xlabel)
         self._lines = [ax.plot([], [], lw=0.8, label=s.spec)[0] for s in self.series]
         if len(self.series) > 1:
             ax.legend(loc="upper left")
@@ -160,16 +207,17 @@ class LivePlot:
             return False
 
     def _png(self) -> bytes:
-        for s, line in zip(self.series, self._lines):
-            x, y, s.drawn = s.snapshot(self.bridge)
-            line.set_data(*decimate(x, y, self._buckets))
-        self._ax.relim()
-        self._ax.autoscale_view()
-        self._canvas.draw()
+        with _render_lock:
+            for s, line in zip(self.series, self._lines):
+                x, y, s.drawn = s.snapshot(self.bridge)
+                line.set_data(*decimate(x, y, self._buckets))
+            self._ax.relim()
+            self._ax.autoscale_view()
+            self._canvas.draw()
+            image = Image.frombuffer("RGBA", self._canvas.get_width_height(),
+                                     self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         # Encoding with the fastest zlib level: the image is sent once and replaced soon after;
         # the main thread waits for the GIL while this runs.
-        image = Image.frombuffer("RGBA", self._canvas.get_width_height(),
-                                 self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buf = io.BytesIO()
         image.save(buf, format="png", compress_level=1)
         return buf.getvalue()
@@ -178,23 +226,32 @@ class LivePlot:
         from IPython.display import Image
 
         png = self._png()
-        self._handle.update(Image(data=png, format="png"))
+        if self.widget is not None:
+            self.widget.value = png  # a binary buffer on the comm: no base64
+        else:
+            self._handle.update(Image(data=png, format="png"))
         self.frames += 1
         self.last_png = png
 
     # --- life --------------------------------------------------------------------------------
 
-    def start(self) -> "LivePlot":
-        """Show the plot where this is called (the main thread), then keep it updated."""
+    def start(self, show: bool = True) -> "LivePlot":
+        """Show the plot where this is called, then keep it updated. With a widget, ``show=False``
+        leaves the showing to a layout that holds ``plot.widget``."""
         from IPython.display import Image
         from IPython.display import display as ipy_display
 
-        show = self._display or ipy_display
+        display = self._display or ipy_display
         # The figure is made and first drawn here, before the render thread exists; from then on
         # only that thread touches it.
         self._make_figure()
         self.last_png = self._png()
-        self._handle = show(Image(data=self.last_png, format="png"), display_id=True)
+        if self.widget is not None:
+            self.widget.value = self.last_png
+            if show:
+                display(self.widget)
+        else:
+            self._handle = display(Image(data=self.last_png, format="png"), display_id=True)
         _live.add(self)
         # A fresh Context: the thread must not carry the contextvars (the parent cell) of this one.
         self._thread = threading.Thread(
@@ -239,6 +296,7 @@ class LivePlot:
 
 
 @atexit.register
-def _stop_all() -> None:
+def stop_all() -> None:
+    """Stop every live plot in this process (each draws its last data first)."""
     for plot in list(_live):
         plot.stop(timeout=1.0)

@@ -271,6 +271,8 @@ class _Gen:
         lines += [
             "",
             f"__cstruct__ = exports([{', '.join(r.name for r in records)}], cb_consts, cb_nconsts)",
+            "# each enum type's constants, by the names a field's ctype can have (panels use them)",
+            f"__enums__ = {self.model.enums!r}",
             "",
         ]
         return "\n".join(lines)

@@ -85,6 +85,7 @@ class Model:
     enum_consts: list[str]
     macros: list[str]            # object-like macros of the main file whose body looks like an ICE
     deps: list[str]              # non-system headers the source included (absolute paths)
+    enums: dict[str, list[str]] = field(default_factory=dict)  # 'enum tag' / typedef -> constants
 
 
 def _file(node: c_ast.Node | None) -> str:
@@ -336,14 +337,30 @@ def _iter_nodes(node: c_ast.Node) -> Iterator[c_ast.Node]:
         stack.extend(child for _, child in reversed(n.children()))
 
 
-def _enum_consts(ast: c_ast.FileAST, main_file: str) -> list[str]:
+def _enum_consts(ast: c_ast.FileAST, main_file: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The enum constants of the main file, in source order, and each enum type's constants under
+    the names a field's type can have: ``enum tag`` and the typedef names."""
     out: list[str] = []
+    types: dict[str, list[str]] = {}
     for ext in ast.ext:
         for node in _iter_nodes(ext):
             if isinstance(node, c_ast.Enumerator) and _file(node) == main_file:
                 if node.name not in out:
                     out.append(node.name)
-    return out
+            elif isinstance(node, c_ast.Enum) and node.values is not None \
+                    and _file(node) == main_file:
+                names = [e.name for e in node.values.enumerators]
+                if node.name:
+                    types[f"enum {node.name}"] = names
+                if isinstance(ext, c_ast.Typedef) and isinstance(ext.type, c_ast.TypeDecl) \
+                        and ext.type.type is node:
+                    types[ext.name] = names
+    for ext in ast.ext:  # typedef enum tag Name;, the enum defined elsewhere
+        if isinstance(ext, c_ast.Typedef) and isinstance(ext.type, c_ast.TypeDecl) \
+                and isinstance(ext.type.type, c_ast.Enum) and ext.type.type.values is None \
+                and f"enum {ext.type.type.name}" in types:
+            types[ext.name] = types[f"enum {ext.type.type.name}"]
+    return out, types
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -361,11 +378,11 @@ def parse_file(path: Path, main_file: str, flags: Sequence[str], cc: Sequence[st
     b = _Builder(ast, main_file, pre.system_files)
     b.walk()
     b.exported()
-    enums = _enum_consts(ast, main_file)
+    enums, enum_types = _enum_consts(ast, main_file)
     macros = integer_macros(pre.macros, path, flags, cc, list(b.typedefs), set(enums)) \
         if pre.macros else []
     deps = [f for f in pre.files if f not in pre.system_files and f != main_file
             and not f.startswith("<") and Path(f).is_file()
             and Path(f).resolve() != path.resolve()]
     return Model(b.order, enums, [m for m in macros if m not in enums],
-                 [str(Path(d).resolve()) for d in deps])
+                 [str(Path(d).resolve()) for d in deps], enum_types)

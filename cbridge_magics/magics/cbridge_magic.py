@@ -80,6 +80,7 @@ class CBridgeMagics(Magics):
         switch_interval.SWITCH_INTERVAL = self.switch_interval
         self.bridge: Any = None
         self.plots: dict[str, Any] = {}
+        self.widgets: list[Any] = []  # panels and consoles: their threads stop with the link
         self.thread_log = ThreadLog()
         logging.getLogger("cbridge_magics").addHandler(self.thread_log)
         shell.events.register("post_run_cell", self._report_thread_messages)
@@ -87,10 +88,13 @@ class CBridgeMagics(Magics):
     # --- life --------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop every plot and the bridge. Safe to call twice."""
+        """Stop every plot, panel and console thread, and the bridge. Safe to call twice."""
         for plot in list(self.plots.values()):
             plot.stop()
         self.plots.clear()
+        for widget in self.widgets:
+            widget.stop()  # a console draws its last state first
+        self.widgets.clear()
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None
@@ -250,12 +254,58 @@ class CBridgeMagics(Magics):
             plot = LivePlot(source, args.specs,
                             window=self.plot_window if args.window is None else args.window,
                             fps=self.plot_fps if args.fps is None else args.fps,
-                            title=args.title)
+                            title=args.title, time=args.time, x=args.x, widget=args.widget)
         except ValueError as e:
             raise UsageError(str(e)) from None
         plot.start()
         self.plots[plot.id] = plot
+        if args.widget:
+            self.shell.push({f"plot_{plot.id}": plot})
         return None
+
+    def _panel(self, args: argparse.Namespace) -> None:
+        from IPython.display import display
+
+        from ..widgets import Panel
+
+        try:
+            cls = self._struct_class(args.cls, "panel")
+        except UsageError:  # not declared here: the driver's own type, built from its schema
+            cls = self.bridge.types.get(args.cls) if self.bridge is not None else None
+            if cls is None:
+                raise
+        choices = {}
+        for item in args.choices:
+            field, sep, prefix = item.partition("=")
+            if not sep or not field or not prefix:
+                raise UsageError(f"--choices {item}: write FIELD=PREFIX, e.g. op=DEMO_OP_")
+            choices[field] = prefix
+        names = {**(self.bridge.types if self.bridge is not None else {}), **self.shell.user_ns}
+        try:
+            panel = Panel(cls, lambda: self.bridge, choices=choices, constants=names,
+                          timeout=args.timeout)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        self.widgets.append(panel)
+        self.shell.push({args.name: panel})
+        display(panel)
+
+    def _console(self, args: argparse.Namespace) -> None:
+        from IPython.display import display
+
+        from ..live import stop_all
+        from ..widgets import Console
+
+        def stop_plots() -> None:
+            for plot in list(self.plots.values()):
+                plot.stop()
+            self.plots.clear()
+            stop_all()
+
+        console = Console(lambda: self.bridge, on_disconnect=self.close, on_stop_plots=stop_plots)
+        self.widgets.append(console)
+        self.shell.push({args.name: console})
+        display(console)
 
     def _history_source(self, name: str) -> Any:
         obj = self.shell.user_ns.get(name)

@@ -65,6 +65,25 @@ def _plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", nargs="?", const="all", metavar="ID", help="stop one plot, or all")
     p.add_argument("--from", dest="source", metavar="VAR", help="plot from this notebook "
                    "variable instead: another Bridge, or a recording (recording.open(FILE))")
+    p.add_argument("--time", metavar="T0:DT", help="x axis in seconds: each record's T0 field "
+                   "plus DT per value (for example t0:dt)")
+    p.add_argument("--x", metavar="FIELD", help="x axis: this scalar field of the same type")
+    p.add_argument("--widget", action="store_true", help="draw into an ipywidgets Image (for "
+                   "layouts), bound to the variable plot_ID")
+
+
+def _panel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cls", metavar="STRUCT", help="the struct class the form is for")
+    p.add_argument("--name", default="panel", help="the variable it is bound to (default: panel)")
+    p.add_argument("--choices", nargs="+", default=[], metavar="FIELD=PREFIX",
+                   help="dropdowns of the constants named PREFIX... for these integer fields")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds a request waits for its "
+                   "reply (default: 1)")
+
+
+def _console(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default="console", help="the variable it is bound to (default: "
+                   "console)")
 
 
 def _record(p: argparse.ArgumentParser) -> None:
@@ -108,8 +127,14 @@ COMMANDS = (
              "%cbridge send --no-reply Command(op=DEMO_OP_STOP)"), _send),
     Command("plot", "live plot of streamed fields in this cell's output",
             ("%cbridge plot Telemetry.samples --window 25600 --fps 10",
+             "%cbridge plot Telemetry.samples --time t0:dt   # x axis in seconds",
+             "%cbridge plot Status.frequency_hz --x records_sent --widget",
              "%cbridge plot Telemetry.samples --from r   # r = recording.open('run.cbrec')",
              "%cbridge plot --stop"), _plot),
+    Command("panel", "a form for a struct class: Request and Send buttons, the reply, errors",
+            ("%cbridge panel Command --choices op=DEMO_OP_ waveform=DEMO_WAVE_",), _panel),
+    Command("console", "the link's state, rates, drops, errors and relay clients, live",
+            ("%cbridge console",), _console),
     Command("record", "record what the driver sends to a file, until --stop",
             ("%cbridge record run.cbrec --types Telemetry,Status --max-bytes 10000000000",
              "%cbridge record --stop"), _record),

@@ -1,0 +1,117 @@
+"""Widget work off the kernel's own threads: one worker per widget, and the parent header.
+
+A click reaches the kernel as a comm message. JupyterLab 4.4 and later send comm messages to a
+kernel subshell when the kernel has them (ipykernel 7), so a click handler may run on a subshell
+thread while a cell runs on the main one. A handler here never waits on the driver: it reads the
+form and queues the work on the widget's ``Worker``, a daemon thread, which does the request and
+shows the outcome. Each widget's state is changed by its worker only (and by the frontend), so two
+threads never write the same widget.
+
+ipykernel 7 keeps the parent header (which request a message answers) per thread, in a ContextVar.
+Our threads start in a fresh ``contextvars.Context()``; ``adopt_parent`` gives one the header of
+the cell that made its widget, so anything it prints or displays goes there. Widget state updates
+(comm messages) are routed by comm id and need no parent of their own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import logging
+import queue
+import threading
+import weakref
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+def current_parent() -> dict[str, Any] | None:
+    """The parent header of the request this thread is handling (the cell, or a click)."""
+    try:
+        from ipykernel.kernelbase import Kernel
+    except ImportError:
+        return None
+    if not Kernel.initialized():
+        return None
+    parent = Kernel.instance().get_parent()
+    return parent if parent.get("header") else None
+
+
+def adopt_parent(parent: dict[str, Any] | None) -> None:
+    """In a thread of ours: route its output under ``parent`` (ipykernel 7's per-thread parent)."""
+    if parent is None:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    set_thread_parent = getattr(shell, "set_thread_parent", None)
+    if set_thread_parent is not None:
+        set_thread_parent(parent)
+
+
+class Worker:
+    """A daemon thread that runs queued jobs in order, started by the first job and again after a
+    ``stop()`` (``%cbridge disconnect`` stops every worker; a later click starts its own again).
+    ``submit`` never blocks: past ``limit`` waiting jobs it raises ``queue.Full``, for the caller
+    to show, instead of piling up clicks."""
+
+    def __init__(self, name: str, limit: int = 64) -> None:
+        self.name = name
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(limit)
+        self._parent = current_parent()  # the cell that made the widget
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._jobs.put_nowait(job)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=contextvars.Context().run, args=(self._run,),
+                    name=f"cbridge-widget {self.name}", daemon=True)
+                self._thread.start()
+                _workers.add(self)
+
+    @property
+    def waiting(self) -> int:
+        return self._jobs.qsize()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        adopt_parent(self._parent)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:  # a job's bug is logged; the worker goes on with the next
+                log.exception("%s: a job failed", self.name)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the queued jobs, then end the thread. Safe to call twice."""
+        # Under the lock, join included: a new thread must not start (and take the stop mark)
+        # while this one finishes.
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None or not thread.is_alive():
+                return
+            try:
+                self._jobs.put(None, timeout=timeout)
+            except queue.Full:
+                log.warning("%s: %d jobs still waiting at stop", self.name, self.waiting)
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        _workers.discard(self)
+
+
+@atexit.register
+def stop_all() -> None:
+    for worker in list(_workers):
+        worker.stop(timeout=1.0)
