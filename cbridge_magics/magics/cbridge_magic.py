@@ -92,12 +92,15 @@ class CBridgeMagics(Magics):
         for plot in list(self.plots.values()):
             plot.stop()
         self.plots.clear()
-        for widget in self.widgets:
-            widget.stop()  # a console draws its last state first
-        self.widgets.clear()
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None
+        for widget in self.widgets:
+            widget.stop()  # after the link: a console's last redraw shows it closed
+        self.widgets.clear()
+        widgets = sys.modules.get("cbridge_magics.widgets")
+        if widgets is not None:  # panels and consoles made in Python too
+            widgets.stop_all()
 
     def unload(self) -> None:
         self.close()

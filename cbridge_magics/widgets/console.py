@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import ipywidgets as w
 
-from .threads import adopt_parent, current_parent
+from .threads import adopt_parent, current_parent, free_routing
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Console(w.VBox):
         super().__init__([self.view, w.HBox([self.reconnect_button, self.disconnect_button,
                                              self.stop_plots_button])], **kwargs)
         self.add_class("cbridge-console")
+        free_routing([self.reconnect_button, self.disconnect_button, self.stop_plots_button])
         self.view.value = self.render()
         self.start()
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..cstruct.runtime import _INFO
+from .threads import free_routing
 
 _LABEL_WIDTH = "150px"
 
@@ -271,6 +272,17 @@ class Form:
 
     @value.setter
     def value(self, obj: Any) -> None:
+        self._fill(obj)
+        free_routing(self.inputs())
+
+    def inputs(self) -> list[Any]:
+        """Every input widget of the form, nested groups included."""
+        out = []
+        for item, nested in self.fields:
+            out.extend(item.inputs() if nested else [item.widget])
+        return out
+
+    def _fill(self, obj: Any) -> None:
         if not isinstance(obj, self.cls):
             layout = getattr(type(obj), "__layout__", None)
             if layout != self.cls.__layout__:
@@ -278,7 +290,7 @@ class Form:
         for item, nested in self.fields:
             value = getattr(obj, _name(item))
             if nested:
-                item.value = value
+                item._fill(value)
             else:
                 item.set(value)
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import CBridgeError, DriverUnavailable
 from .form import Form
-from .threads import Worker
+from .threads import Worker, free_routing
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class Panel(w.VBox):
         super().__init__([header, self.form.box, w.HBox([self.request_button, self.send_button]),
                           self.status, self.reply], **kwargs)
         self.add_class("cbridge-panel")
+        free_routing([*self.form.inputs(), self.request_button, self.send_button])
 
     # --- the form --------------------------------------------------------------------------
 
@@ -136,8 +137,8 @@ class Panel(w.VBox):
         t0 = time.perf_counter()
         try:
             reply = self._link().request(obj, timeout=self.timeout)
-        except CBridgeError as e:
-            self._error(f"{type(e).__name__}: {e}")
+        except Exception as e:  # CBridgeError and its family, and whatever else: all shown
+            self._error(f"{type(e).__name__}: {e}", expected=isinstance(e, CBridgeError))
             return
         seconds = time.perf_counter() - t0
         self.last_reply, self.last_seconds = reply, seconds
@@ -151,15 +152,16 @@ class Panel(w.VBox):
     def _do_send(self, obj: Any) -> None:
         try:
             seq = self._link().send(obj)
-        except CBridgeError as e:
-            self._error(f"{type(e).__name__}: {e}")
+        except Exception as e:
+            self._error(f"{type(e).__name__}: {e}", expected=isinstance(e, CBridgeError))
             return
         self.status.value = f"<span class='cbridge-ok'>sent {type(obj).__name__} (seq {seq})</span>"
 
-    def _error(self, text: str) -> None:
+    def _error(self, text: str, expected: bool = True) -> None:
         self.error_count += 1
         self.errors.append(text)
-        log.warning("panel %s: %s", self.cls.__name__, text)
+        # an error that is not the driver's or the link's may be a bug: its traceback is logged
+        log.warning("panel %s: %s", self.cls.__name__, text, exc_info=not expected)
         self.status.value = (f"<span class='cbridge-error' style='color: var(--jp-error-color1, "
                              f"#d32f2f)'>error {self.error_count}: {html.escape(text)}</span>")
 

@@ -7,6 +7,13 @@ form and queues the work on the widget's ``Worker``, a daemon thread, which does
 shows the outcome. Each widget's state is changed by its worker only (and by the frontend), so two
 threads never write the same widget.
 
+ipykernel 7.4 routes what the frontend sends to a comm to the subshell of the last message that comm
+published, whatever subshell the frontend chose: a widget made in a cell (on the main shell) would
+take its clicks on the main shell, behind the running cell. ``free_routing`` lets the frontend's
+choice stand again for the inputs and buttons of our widgets, after they were made or filled from
+a cell; an input the frontend changes is echoed from the subshell that handled it, which keeps its
+updates and the clicks after them on one subshell, in order.
+
 ipykernel 7 keeps the parent header (which request a message answers) per thread, in a ContextVar.
 Our threads start in a fresh ``contextvars.Context()``; ``adopt_parent`` gives one the header of
 the cell that made its widget, so anything it prints or displays goes there. Widget state updates
@@ -21,7 +28,7 @@ import logging
 import queue
 import threading
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,18 @@ def adopt_parent(parent: dict[str, Any] | None) -> None:
     set_thread_parent = getattr(shell, "set_thread_parent", None)
     if set_thread_parent is not None:
         set_thread_parent(parent)
+
+
+def free_routing(widgets: Iterable[Any]) -> None:
+    """Let each widget's comm take frontend messages on the subshell the frontend sends them to
+    (see the module docstring). A kernel without this routing is left alone."""
+    for widget in widgets:
+        comm = getattr(widget, "comm", None)
+        lock = getattr(comm, "_reply_subshell_lock", None)
+        if lock is None:
+            continue
+        with lock:
+            comm.__dict__.pop("_reply_subshell_id", None)
 
 
 class Worker:

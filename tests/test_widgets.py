@@ -1,0 +1,277 @@
+"""Panels, consoles and widget plots in a real kernel, clicked by real comm messages.
+
+The test plays the frontend: it sends the kernel the comm messages JupyterLab sends when a person
+types into a widget (``update``) or clicks a button (``custom`` / ``click``), on the main shell or
+on a subshell (as JupyterLab 4.4+ does with ipykernel 7), and reads the widget state the kernel
+sends back on IOPub. The driver is the real demo driver; its state is asked with a Bridge of the
+test's own.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Any
+
+import pytest
+
+from cbridge_magics import connect
+from cbridge_magics.testing import ROOT, Kernel
+
+HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
+
+
+class Frontend:
+    """What JupyterLab does to a kernel's widgets, by comm messages, and what it sees of them."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+        self.states: dict[str, list[dict[str, Any]]] = {}  # model id -> state updates, in order
+        self.buffers: dict[str, list[list[bytes]]] = {}
+
+    def send(self, comm_id: str, data: dict[str, Any], subshell: str | None = None) -> None:
+        kc = self.k.kc
+        msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        if subshell is not None:
+            msg["header"]["subshell_id"] = subshell
+        kc.shell_channel.send(msg)
+
+    def click(self, model_id: str, subshell: str | None = None) -> None:
+        self.send(model_id, {"method": "custom", "content": {"event": "click"}}, subshell)
+
+    def type(self, model_id: str, value: Any, subshell: str | None = None) -> None:
+        self.send(model_id, {"method": "update", "state": {"value": value},
+                             "buffer_paths": []}, subshell)
+
+    def choose(self, model_id: str, index: int, subshell: str | None = None) -> None:
+        """Pick a dropdown's option: a Dropdown syncs its index, not its value."""
+        self.send(model_id, {"method": "update", "state": {"index": index},
+                             "buffer_paths": []}, subshell)
+
+    def pump(self, seconds: float) -> None:
+        """Read IOPub for ``seconds``, keeping every widget state update."""
+        for msg in self.k.collect(seconds):
+            self._keep(msg)
+
+    def _keep(self, msg: dict[str, Any]) -> None:
+        if msg["msg_type"] != "comm_msg":
+            return
+        data = msg["content"]["data"]
+        if data.get("method") == "update":
+            cid = msg["content"]["comm_id"]
+            self.states.setdefault(cid, []).append(data["state"])
+            self.buffers.setdefault(cid, []).append(msg.get("buffers", []))
+
+    def wait_for(self, model_id: str, pred, timeout: float = 10.0) -> dict[str, Any]:
+        """The first state update of ``model_id`` (from now on) that satisfies ``pred``."""
+        seen = len(self.states.get(model_id, []))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for state in self.states.get(model_id, [])[seen:]:
+                if pred(state):
+                    return state
+            seen = len(self.states.get(model_id, []))
+            try:
+                msg = self.k.kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.k.messages.append(msg)
+            self._keep(msg)
+        raise AssertionError(f"no matching update of {model_id} within {timeout} s "
+                             f"(last: {self.states.get(model_id, [])[-3:]})")
+
+    def subshell(self) -> str:
+        kc = self.k.kc
+        msg = kc.session.msg("create_subshell_request", {})
+        kc.control_channel.send(msg)
+        reply = kc.get_control_msg(timeout=10)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply["content"]["subshell_id"]
+
+
+@pytest.fixture
+def kernel(driver):
+    k = Kernel()
+    try:
+        k.run(f"%load_ext cbridge_magics\n%cstruct --header {HEADER}", timeout=120)
+        k.run(f"%cbridge connect {driver.url}")
+        yield k
+    finally:
+        k.shutdown()
+
+
+@pytest.fixture
+def mine(driver):
+    """The test's own link to the driver, to ask it what state it is in."""
+    b = connect(driver.url, history=1000)
+    yield b
+    b.close()
+
+
+def driver_status(b) -> Any:
+    return b.request(b.types["Command"](op=0), timeout=2.0)
+
+
+def ids(k: Kernel, exprs: dict[str, str]) -> dict[str, str]:
+    return k.value("{" + ", ".join(f"{key!r}: {e}.model_id" for key, e in exprs.items()) + "}")
+
+
+PANEL_IDS = {"op": "panel.form.fields[0][0].widget", "wave": "panel.form.fields[1][0].widget",
+             "freq": "panel.form.fields[2][0].widget", "amp": "panel.form.fields[3][0].widget",
+             "rate": "panel.form.fields[4][0].widget", "request": "panel.request_button",
+             "send": "panel.send_button", "status": "panel.status", "reply": "panel.reply"}
+
+
+def test_a_click_on_request_changes_the_driver_and_shows_the_typed_reply(kernel, mine):
+    k = kernel
+    out = k.run("%cbridge panel Command --choices op=DEMO_OP_ waveform=DEMO_WAVE_")
+    views = [m for m in out["outputs"] if m["msg_type"] == "display_data"]
+    assert views and "application/vnd.jupyter.widget-view+json" in views[0]["content"]["data"]
+    assert k.value("[type(f.widget).__name__ for f, _ in panel.form.fields]") == [
+        "Dropdown", "Dropdown", "FloatText", "FloatText", "BoundedIntText", "BoundedIntText"]
+    assert k.value("panel.form.fields[4][0].widget.max") == 2**32 - 1
+    assert k.value("[o for o, _ in panel.form.fields[1][0].widget.options]") == [
+        "DEMO_WAVE_SINE", "DEMO_WAVE_SQUARE", "DEMO_WAVE_SAW", "DEMO_WAVE_NOISE"]
+    w = ids(k, PANEL_IDS)
+    fe = Frontend(k)
+    fe.choose(w["op"], 1)  # DEMO_OP_START
+    fe.choose(w["wave"], 1)  # DEMO_WAVE_SQUARE
+    fe.type(w["freq"], 7.5)
+    fe.type(w["amp"], 0.5)
+    fe.type(w["rate"], 200)
+    fe.click(w["request"])
+    state = fe.wait_for(w["reply"], lambda s: "<table" in s.get("value", ""))
+    assert "frequency_hz" in state["value"] and "<td>7.5</td>" in state["value"]
+    fe.wait_for(w["status"], lambda s: "reply 1: Status" in s.get("value", ""))
+    st = driver_status(mine)
+    assert st.streaming == 1 and st.frequency_hz == 7.5
+    assert k.value("panel.value.waveform") == 1
+    assert k.value("(panel.replies, panel.error_count)") == (1, 0)
+
+    fe.choose(w["op"], 2)  # DEMO_OP_STOP, with Send: no reply awaited
+    fe.click(w["send"])
+    fe.wait_for(w["status"], lambda s: "sent Command" in s.get("value", ""))
+    deadline = time.monotonic() + 5
+    while driver_status(mine).streaming and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver_status(mine).streaming == 0
+
+    # p.value = ... fills the form; the frontend is told
+    k.run("panel.value = Command(op=3, waveform=2, frequency_hz=3.25)")
+    assert k.value("(panel.value.op, panel.value.waveform, panel.value.frequency_hz)") == (3, 2, 3.25)
+
+
+def test_bad_values_and_a_missing_link_show_in_the_panel(kernel, mine):
+    k = kernel
+    k.run("%%cstruct\n#include <stdint.h>\n"
+          "typedef struct { int8_t gains[3]; uint64_t serial; char label[6]; } Setup;")
+    k.run("from cbridge_magics.widgets import Panel\n"
+          "setup = Panel(Setup, bridge)\nsetup")
+    w = ids(k, {"gains": "setup.form.fields[0][0].widget", "serial": "setup.form.fields[1][0].widget",
+                "label": "setup.form.fields[2][0].widget", "request": "setup.request_button",
+                "status": "setup.status"})
+    fe = Frontend(k)
+
+    def error_after(field: str, value: Any, expect: str) -> None:
+        fe.type(w[field], value)
+        fe.click(w["request"])
+        state = fe.wait_for(w["status"], lambda s: "error" in s.get("value", ""))
+        assert expect in state["value"], state["value"]
+
+    error_after("gains", "1, 2", "needs 3 values, got 2")
+    error_after("gains", "1, 2, 300", "gains[2]: 300 is out of range")
+    fe.type(w["gains"], "1, 2, 3")
+    error_after("serial", str(2**64), "out of range for uint64_t")
+    fe.type(w["serial"], str(2**64 - 1))
+    error_after("label", "far too long", "holds at most 6 bytes")
+    fe.type(w["label"], "ok")
+    # every field now valid: the driver does not know Setup, and says so in the panel
+    fe.click(w["request"])
+    state = fe.wait_for(w["status"], lambda s: "error" in s.get("value", ""))
+    assert "Setup" in state["value"], state["value"]
+    assert k.value("setup.error_count") == 5
+    assert k.value("setup.value.serial") == 2**64 - 1
+
+    # a driver error (a START with a zero frequency is refused) and no link at all
+    k.run("%cbridge panel Command --choices op=DEMO_OP_")
+    p = ids(k, {"op": "panel.form.fields[0][0].widget", "request": "panel.request_button",
+                "status": "panel.status"})
+    fe.choose(p["op"], 1)
+    fe.click(p["request"])
+    state = fe.wait_for(p["status"], lambda s: "error" in s.get("value", ""))
+    assert "DriverError" in state["value"], state["value"]
+    k.run("%cbridge disconnect")
+    fe.click(p["request"])
+    state = fe.wait_for(p["status"], lambda s: "no link" in s.get("value", ""))
+    assert "DriverUnavailable" in state["value"]
+    assert k.value("list(panel.errors)")[-1].startswith("DriverUnavailable: no link")
+    assert k.value("[t.name for t in __import__('threading').enumerate() "
+                   "if t.name.startswith('cbridge-widget')]") == ["cbridge-widget panel Command"]
+
+
+def test_clicks_on_a_subshell_are_carried_out_while_a_cpu_bound_cell_runs(kernel, mine):
+    k = kernel
+    k.run("%cbridge panel Command --choices op=DEMO_OP_ waveform=DEMO_WAVE_\n"
+          "%cbridge plot Telemetry.samples --time t0:dt --widget --fps 10")
+    w = ids(k, PANEL_IDS)
+    plot_id = k.value("next(iter(get_ipython().find_magic('cbridge').__self__.plots.values()))"
+                      ".widget.model_id")
+    fe = Frontend(k)
+    sub = fe.subshell()
+    fe.choose(w["op"], 1, sub)
+    fe.type(w["rate"], 1000, sub)
+    fe.type(w["amp"], 1.0, sub)
+    # A pure-Python busy loop holds the main shell (and mostly the GIL) for 8 s.
+    busy = k.kc.execute("import time\nt = time.time()\nwhile time.time() - t < 8:\n    pass\n"
+                        "'done'")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    for i in range(1, 11):
+        fe.type(w["freq"], float(i), sub)
+        fe.click(w["request"], sub)
+        fe.wait_for(w["reply"], lambda s, i=i: f"<td>{i}</td>" in s.get("value", ""), timeout=6)
+        assert driver_status(mine).frequency_hz == float(i)
+    clicks_done = time.monotonic() - t0
+    reply = k.kc.get_shell_msg(timeout=30)
+    while reply["parent_header"].get("msg_id") != busy:
+        reply = k.kc.get_shell_msg(timeout=30)
+    busy_done = time.monotonic() - t0
+    assert clicks_done < busy_done, (clicks_done, busy_done)  # all ten came while it ran
+    # the plot kept drawing into its Image meanwhile: binary PNG buffers, no base64
+    fe.pump(1.0)
+    pngs = [b for b in fe.buffers.get(plot_id, []) if b]
+    assert len(pngs) >= 3 and all(bytes(b[0][:8]) == b"\x89PNG\r\n\x1a\n" for b in pngs)
+    assert k.value("(panel.replies, panel.error_count)") == (10, 0)
+    assert k.value("[p.errors for p in get_ipython().find_magic('cbridge').__self__.plots"
+                   ".values()]") == [0]
+
+
+def test_the_console_shows_the_link_live_and_its_buttons_act(kernel, mine):
+    k = kernel
+    start = mine.types["Command"](op=1, waveform=0, frequency_hz=5.0, amplitude=1.0,
+                                  rate_hz=10_000, batch=10)
+    mine.request(start, timeout=2.0)
+    k.run("%cbridge console\n%cbridge plot Telemetry.samples")
+    w = ids(k, {"view": "console.view", "reconnect": "console.reconnect_button",
+                "disconnect": "console.disconnect_button", "stop": "console.stop_plots_button"})
+    fe = Frontend(k)
+    fe.pump(3.0)
+    views = fe.states.get(w["view"], [])
+    # at most 2 redraws a second, and the counters move
+    assert 2 <= len(views) <= 7, len(views)
+    assert "cbridge-demo-driver 0.1.0" in views[-1]["value"] and "Telemetry" in views[-1]["value"]
+    assert views[0]["value"] != views[-1]["value"]
+
+    fe.click(w["reconnect"])
+    fe.wait_for(w["view"], lambda s: "1 reconnects" in s.get("value", "") and
+                "connected</span>" in s.get("value", ""))
+    fe.click(w["stop"])
+    fe.wait_for(w["view"], lambda s: "plots stopped" in s.get("value", ""))
+    assert k.value("len(get_ipython().find_magic('cbridge').__self__.plots)") == 0
+    fe.click(w["disconnect"])
+    fe.wait_for(w["view"], lambda s: "not connected" in s.get("value", ""))
+    assert k.value("get_ipython().find_magic('cbridge').__self__.bridge") is None
+    time.sleep(0.2)
+    assert k.value("[t.name for t in __import__('threading').enumerate() "
+                   "if t.name.startswith('cbridge')]") == []
+    mine.request(mine.types["Command"](op=2), timeout=2.0)
