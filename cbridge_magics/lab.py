@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={args.port}", f"--ServerApp.token={token}",
              f"--ServerApp.root_dir={args.notebooks}", "--allow-root"],
-            env={**os.environ, "JUPYTER_CONFIG_DIR": config_dir},
+            # CBRIDGE_SOCKET: the notebooks' kernels find this driver on its Unix socket
+            env={**os.environ, "JUPYTER_CONFIG_DIR": config_dir,
+                 "CBRIDGE_SOCKET": str(args.socket)},
             start_new_session=True)  # Ctrl-C is ours to pass on, after the driver's safe stop
         print(f"\nJupyterLab on the demo notebooks, the demo driver served through it:\n"
               f"  http://127.0.0.1:{args.port}/lab?token={token}\n"

@@ -179,6 +179,75 @@ class Kernel:
         self.km.shutdown_kernel(now=True)
 
 
+class WidgetFrontend:
+    """What JupyterLab does to a kernel's widgets, by comm messages (typing, choosing, clicking;
+    on the main shell or a subshell), and the widget state updates it sees on IOPub."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+        self.states: dict[str, list[dict[str, Any]]] = {}  # model id -> state updates, in order
+        self.buffers: dict[str, list[list[bytes]]] = {}
+
+    def send(self, comm_id: str, data: dict[str, Any], subshell: str | None = None) -> None:
+        kc = self.k.kc
+        msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        if subshell is not None:
+            msg["header"]["subshell_id"] = subshell
+        kc.shell_channel.send(msg)
+
+    def click(self, model_id: str, subshell: str | None = None) -> None:
+        self.send(model_id, {"method": "custom", "content": {"event": "click"}}, subshell)
+
+    def type(self, model_id: str, value: Any, subshell: str | None = None) -> None:
+        self.send(model_id, {"method": "update", "state": {"value": value},
+                             "buffer_paths": []}, subshell)
+
+    def choose(self, model_id: str, index: int, subshell: str | None = None) -> None:
+        """Pick a dropdown's option: a Dropdown syncs its index, not its value."""
+        self.send(model_id, {"method": "update", "state": {"index": index},
+                             "buffer_paths": []}, subshell)
+
+    def pump(self, seconds: float) -> None:
+        """Read IOPub for ``seconds``, keeping every widget state update."""
+        for msg in self.k.collect(seconds):
+            self._keep(msg)
+
+    def _keep(self, msg: dict[str, Any]) -> None:
+        if msg["msg_type"] != "comm_msg":
+            return
+        data = msg["content"]["data"]
+        if data.get("method") == "update":
+            cid = msg["content"]["comm_id"]
+            self.states.setdefault(cid, []).append(data["state"])
+            self.buffers.setdefault(cid, []).append(msg.get("buffers", []))
+
+    def wait_for(self, model_id: str, pred, timeout: float = 10.0) -> dict[str, Any]:
+        """The first state update of ``model_id`` (from now on) that satisfies ``pred``."""
+        seen = len(self.states.get(model_id, []))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for state in self.states.get(model_id, [])[seen:]:
+                if pred(state):
+                    return state
+            seen = len(self.states.get(model_id, []))
+            try:
+                msg = self.k.kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.k.messages.append(msg)
+            self._keep(msg)
+        raise AssertionError(f"no matching update of {model_id} within {timeout} s "
+                             f"(last: {self.states.get(model_id, [])[-3:]})")
+
+    def subshell(self) -> str:
+        kc = self.k.kc
+        msg = kc.session.msg("create_subshell_request", {})
+        kc.control_channel.send(msg)
+        reply = kc.get_control_msg(timeout=10)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply["content"]["subshell_id"]
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as s:

@@ -73,6 +73,13 @@ def close_dialogs(page) -> None:
         page.wait_for_timeout(500)
 
 
+def dismiss_news(page) -> None:
+    """Answer JupyterLab's "official Jupyter news?" toast (No), so it hides nothing."""
+    no = page.locator(".jp-toast-button:has-text('No'), .Toastify button:has-text('No')")
+    if no.count():
+        no.first.click()
+
+
 def run_all_cells(page) -> None:
     """Run > Run All Cells, as a person does; again if no cell started within 20 s. (Right after
     the kernel reports idle, JupyterLab sometimes drops a first Run All: the cells stay "[ ]".)"""
@@ -135,6 +142,7 @@ def test_a_notebook_in_jupyterlab_plots_the_stream_through_the_extension(lab):
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                    timeout=60_000)
             run_all_cells(page)
+            dismiss_news(page)
             try:
                 wait_for_plot(page)
             finally:
@@ -155,3 +163,129 @@ def test_a_notebook_in_jupyterlab_plots_the_stream_through_the_extension(lab):
     assert second != first, "the plot did not change in 20 s"
     assert not [e for e in errors if "Error" in e or "Traceback" in e], errors
     assert any("connected to cbridge-demo-driver" in o for o in outputs), outputs
+
+
+@pytest.fixture
+def panel_lab(tmp_path, sock_path):
+    """make lab's program on a copy of notebooks/panel.ipynb (its header path, ../c_driver,
+    leads to this checkout's)."""
+    import shutil as sh
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    sh.copy(ROOT / "notebooks" / "panel.ipynb", notebooks / "panel.ipynb")
+    (tmp_path / "c_driver").symlink_to(ROOT / "c_driver")
+    lab = LabProcess(sock_path, notebooks=notebooks)
+    yield lab
+    lab.stop()
+
+
+# Times a click on the panel's Request button to the moment its reply table shows the awaited value
+CLICK_TIMER = """() => {
+  const t = window.cbTimer = {want: null, clicked: null, done: null};
+  t.arm = want => { t.want = want; t.clicked = null; t.done = null; };
+  document.addEventListener('click', e => {
+    if (e.target.closest('.cbridge-panel button') && t.want !== null && t.clicked === null)
+      t.clicked = performance.now();
+  }, true);
+  new MutationObserver(() => {
+    if (t.clicked === null || t.done !== null) return;
+    const cells = document.querySelectorAll('.cbridge-panel table.cbridge-reply td');
+    if ([...cells].some(c => c.textContent === t.want)) t.done = performance.now();
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def panel_field(page, label: str):
+    """The input of the panel's field ``label`` (ipywidgets: a label, then its input)."""
+    return page.locator(".cbridge-panel .widget-inline-hbox").filter(
+        has=page.locator(f"label:text-is('{label}')")).locator("input, select").first
+
+
+@pytest.mark.timeout(420)
+def test_the_panel_notebook_drives_the_driver_by_clicks(panel_lab, sock_path):
+    import json
+    import statistics
+
+    from playwright.sync_api import sync_playwright
+
+    from cbridge_magics import connect
+
+    lab = panel_lab
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
+    OUT.mkdir(exist_ok=True)
+    mine = connect(f"unix://{sock_path}", history=100)
+    status = mine.types["Command"](op=0)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(f"{lab.http}lab/tree/panel.ipynb?token={lab.token}", timeout=60_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=60_000)
+            run_all_cells(page)
+            try:
+                page.wait_for_selector(".cbridge-panel button:has-text('Request')", timeout=120_000)
+                page.wait_for_selector(".cbridge-console-view", timeout=60_000)
+            except Exception as e:
+                raise AssertionError(f"no panel: {describe(page)}") from e
+
+            dismiss_news(page)
+            # a person: pick a waveform, type a frequency, press Request
+            panel_field(page, "waveform").select_option(label="DEMO_WAVE_SQUARE")
+            freq = panel_field(page, "frequency_hz")
+            freq.fill("7.5")
+            freq.press("Enter")
+            page.locator(".cbridge-panel button:has-text('Request')").click()
+            page.wait_for_selector(".cbridge-panel table.cbridge-reply td:text-is('7.5')",
+                                   timeout=20_000)
+            page.screenshot(path=str(OUT / "panel-0.png"), full_page=True)
+            st = mine.request(status, timeout=2.0)
+            assert st.streaming == 1 and st.frequency_hz == 7.5, st
+            # the console's counters move while the stream runs
+            before = page.locator(".cbridge-console-view").inner_text()
+            deadline = time.monotonic() + 10
+            while page.locator(".cbridge-console-view").inner_text() == before:
+                assert time.monotonic() < deadline, f"the console did not move: {before}"
+                time.sleep(0.2)
+            assert "Telemetry" in page.locator(".cbridge-console-view").inner_text()
+
+            # click -> reply in the page, 50 times, timed in the page itself: from the click
+            # event to the DOM mutation that shows the reply; Bridge.request's round trip in turns
+            page.evaluate(CLICK_TIMER)
+            clicks, plain = [], []
+            request = page.locator(".cbridge-panel button:has-text('Request')")
+            for i in range(50):
+                value = f"{8 + i * 0.25:g}"
+                freq.fill(value)
+                freq.press("Enter")
+                page.wait_for_timeout(50)  # the value reaches the kernel before the click
+                page.evaluate("want => window.cbTimer.arm(want)", value)
+                request.click()
+                page.wait_for_function("window.cbTimer.done !== null", timeout=20_000)
+                clicks.append(page.evaluate("window.cbTimer.done - window.cbTimer.clicked") / 1e3)
+                t0 = time.perf_counter()
+                mine.request(status, timeout=2.0)
+                plain.append(time.perf_counter() - t0)
+            page.screenshot(path=str(OUT / "panel-1.png"), full_page=True)
+            page.locator(".jp-CodeCell").filter(has_text="--time t0:dt").last \
+                .scroll_into_view_if_needed()
+            page.screenshot(path=str(OUT / "panel-2.png"))  # the plot, seconds on its x axis
+            errors = page.locator(".cbridge-panel .cbridge-error").all_inner_texts()
+        finally:
+            browser.close()
+            mine.request(mine.types["Command"](op=2), timeout=2.0)
+            mine.close()
+    assert not errors, errors
+
+    def pct(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
+
+    figures = {"click_to_reply_ms": {"p50": pct(clicks, 0.5), "p99": pct(clicks, 0.99)},
+               "bridge_request_ms": {"p50": pct(plain, 0.5), "p99": pct(plain, 0.99)},
+               "clicks": len(clicks), "mean_click_ms": statistics.mean(clicks) * 1e3}
+    (OUT / "panel-latency.json").write_text(json.dumps(figures, indent=1) + "\n")
+    print(json.dumps(figures))

@@ -122,6 +122,45 @@ def test_connect_send_status_plot_disconnect(connected, capsys):
     assert np.array_equal(y[-64:], history.latest(1)["samples"][0].astype(np.float64))
 
 
+def test_plots_on_a_time_axis_against_a_field_and_into_a_widget(connected):
+    ip = connected
+    b = ip.user_ns["b"]
+    magics = ip.magics_manager.registry["CBridgeMagics"]
+    ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_START, rate_hz=2000, batch=10, "
+                                 "frequency_hz=5.0, amplitude=1.0)")
+    try:
+        ip.run_line_magic("cbridge", "plot Telemetry.samples --time t0:dt --window 640 --fps 20")
+        ip.run_line_magic("cbridge", "plot Telemetry.seq --x t0 --widget --window 100 --fps 20")
+        timed, against = magics.plots.values()
+        ip.run_line_magic("cbridge", "wait 0.5")
+        assert timed.xlabel == "time (s)" and against.xlabel == "t0"
+        # seconds: each record's t0, plus dt per sample
+        x, y, _ = timed.series[0].snapshot(b)
+        last = b.history_of("Telemetry").snapshot(10)[0]
+        recs = last[-(len(x) // 64):]
+        want = (recs["t0"][:, None] + recs["dt"][:, None] * np.arange(64)).reshape(-1)
+        assert len(x) == 640 and np.allclose(x, want[-640:])
+        assert np.all(np.diff(x) > 0) and np.allclose(np.diff(x), recs["dt"][0])
+        x2, y2, _ = against.series[0].snapshot(b)
+        # one point per record: seq against t0, both climbing record by record
+        assert len(y2) == 100 and np.array_equal(np.diff(y2), np.ones(99))
+        assert np.allclose(np.diff(x2), 64 * recs["dt"][0])
+        # the widget plot: an ipywidgets Image holding PNG bytes, bound to plot_<id>
+        assert ip.user_ns[f"plot_{against.id}"] is against
+        assert type(against.widget).__name__ == "Image"
+        assert bytes(against.widget.value[:8]) == b"\x89PNG\r\n\x1a\n" and against.frames >= 1
+        for bad, why in (("Telemetry.samples --x t0", "holds 64 values a record"),
+                         ("Telemetry.seq --x samples", "not a numeric scalar"),
+                         ("Telemetry.seq --x nope", "no field 'nope'"),
+                         ("Telemetry.seq --time t0", "not T0:DT"),
+                         ("Telemetry.seq --time t0:dt --x t0", "not both")):
+            with pytest.raises(UsageError, match=why):
+                ip.run_line_magic("cbridge", f"plot {bad}")
+    finally:
+        ip.run_line_magic("cbridge", "plot --stop")
+        ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_STOP)")
+
+
 def test_plot_window_larger_than_the_history_is_refused(ip, driver):
     ip.run_line_magic("cbridge", f"connect {driver.url} --history 10")
     try:

@@ -9,84 +9,15 @@ test's own.
 
 from __future__ import annotations
 
-import queue
 import time
 from typing import Any
 
 import pytest
 
 from cbridge_magics import connect
-from cbridge_magics.testing import ROOT, Kernel
+from cbridge_magics.testing import ROOT, Kernel, WidgetFrontend as Frontend
 
 HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
-
-
-class Frontend:
-    """What JupyterLab does to a kernel's widgets, by comm messages, and what it sees of them."""
-
-    def __init__(self, kernel: Kernel) -> None:
-        self.k = kernel
-        self.states: dict[str, list[dict[str, Any]]] = {}  # model id -> state updates, in order
-        self.buffers: dict[str, list[list[bytes]]] = {}
-
-    def send(self, comm_id: str, data: dict[str, Any], subshell: str | None = None) -> None:
-        kc = self.k.kc
-        msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
-        if subshell is not None:
-            msg["header"]["subshell_id"] = subshell
-        kc.shell_channel.send(msg)
-
-    def click(self, model_id: str, subshell: str | None = None) -> None:
-        self.send(model_id, {"method": "custom", "content": {"event": "click"}}, subshell)
-
-    def type(self, model_id: str, value: Any, subshell: str | None = None) -> None:
-        self.send(model_id, {"method": "update", "state": {"value": value},
-                             "buffer_paths": []}, subshell)
-
-    def choose(self, model_id: str, index: int, subshell: str | None = None) -> None:
-        """Pick a dropdown's option: a Dropdown syncs its index, not its value."""
-        self.send(model_id, {"method": "update", "state": {"index": index},
-                             "buffer_paths": []}, subshell)
-
-    def pump(self, seconds: float) -> None:
-        """Read IOPub for ``seconds``, keeping every widget state update."""
-        for msg in self.k.collect(seconds):
-            self._keep(msg)
-
-    def _keep(self, msg: dict[str, Any]) -> None:
-        if msg["msg_type"] != "comm_msg":
-            return
-        data = msg["content"]["data"]
-        if data.get("method") == "update":
-            cid = msg["content"]["comm_id"]
-            self.states.setdefault(cid, []).append(data["state"])
-            self.buffers.setdefault(cid, []).append(msg.get("buffers", []))
-
-    def wait_for(self, model_id: str, pred, timeout: float = 10.0) -> dict[str, Any]:
-        """The first state update of ``model_id`` (from now on) that satisfies ``pred``."""
-        seen = len(self.states.get(model_id, []))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for state in self.states.get(model_id, [])[seen:]:
-                if pred(state):
-                    return state
-            seen = len(self.states.get(model_id, []))
-            try:
-                msg = self.k.kc.get_iopub_msg(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.k.messages.append(msg)
-            self._keep(msg)
-        raise AssertionError(f"no matching update of {model_id} within {timeout} s "
-                             f"(last: {self.states.get(model_id, [])[-3:]})")
-
-    def subshell(self) -> str:
-        kc = self.k.kc
-        msg = kc.session.msg("create_subshell_request", {})
-        kc.control_channel.send(msg)
-        reply = kc.get_control_msg(timeout=10)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return reply["content"]["subshell_id"]
 
 
 @pytest.fixture
@@ -275,3 +206,25 @@ def test_the_console_shows_the_link_live_and_its_buttons_act(kernel, mine):
     assert k.value("[t.name for t in __import__('threading').enumerate() "
                    "if t.name.startswith('cbridge')]") == []
     mine.request(mine.types["Command"](op=2), timeout=2.0)
+
+
+def test_the_panel_notebook_runs_headless(driver, tmp_path, monkeypatch):
+    """notebooks/panel.ipynb, executed as nbclient does (no browser: the widgets are made, and
+    their views are in the outputs)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from cbridge_magics import kernelspec
+
+    kernelspec.install("cbridge", prefix=__import__("sys").prefix)
+    nb = nbformat.read(ROOT / "notebooks" / "panel.ipynb", as_version=4)
+    monkeypatch.setenv("CBRIDGE_SOCKET", str(driver.path))
+    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(ROOT / "notebooks")}}
+                   ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"], outputs
+    views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 2, "the panel and the console"
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the plot"
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "connected to cbridge-demo-driver" in text
