@@ -186,17 +186,20 @@ class WidgetFrontend:
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
         self.states: dict[str, list[dict[str, Any]]] = {}  # model id -> state updates, in order
+        self.parents: dict[str, list[str | None]] = {}  # model id -> each update's parent msg_id
         self.buffers: dict[str, list[list[bytes]]] = {}
 
-    def send(self, comm_id: str, data: dict[str, Any], subshell: str | None = None) -> None:
+    def send(self, comm_id: str, data: dict[str, Any], subshell: str | None = None) -> str:
+        """Send a comm message; returns its msg_id."""
         kc = self.k.kc
         msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
         if subshell is not None:
             msg["header"]["subshell_id"] = subshell
         kc.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
 
-    def click(self, model_id: str, subshell: str | None = None) -> None:
-        self.send(model_id, {"method": "custom", "content": {"event": "click"}}, subshell)
+    def click(self, model_id: str, subshell: str | None = None) -> str:
+        return self.send(model_id, {"method": "custom", "content": {"event": "click"}}, subshell)
 
     def type(self, model_id: str, value: Any, subshell: str | None = None) -> None:
         self.send(model_id, {"method": "update", "state": {"value": value},
@@ -219,6 +222,7 @@ class WidgetFrontend:
         if data.get("method") == "update":
             cid = msg["content"]["comm_id"]
             self.states.setdefault(cid, []).append(data["state"])
+            self.parents.setdefault(cid, []).append(msg["parent_header"].get("msg_id"))
             self.buffers.setdefault(cid, []).append(msg.get("buffers", []))
 
     def wait_for(self, model_id: str, pred, timeout: float = 10.0) -> dict[str, Any]:

@@ -242,6 +242,15 @@ def test_the_magics_record_report_and_plot_a_recording(driver, tmp_path, cstruct
         shown = [m for m in r["outputs"] if m["msg_type"] == "display_data"]
         assert len(shown) == 1 and len(shown[0]["content"]["data"]["image/png"]) > 1000
         assert k.value("len(r.records('Telemetry')) > 500")
+        # a widget plot of the recording, in seconds: the recorded t0 of its last value
+        w = k.run("%cbridge plot Telemetry.samples --from r --time t0:dt --widget --window 640")
+        views = [m for m in w["outputs"] if m["msg_type"] == "display_data"]
+        assert "application/vnd.jupyter.widget-view+json" in views[0]["content"]["data"]
+        last_x, last_t = k.value(
+            "(float(next(p for p in get_ipython().find_magic('cbridge').__self__.plots.values() "
+            "if p.widget is not None).series[0].snapshot(r)[0][-1]), "
+            "float(r.records('Telemetry')['t0'][-1] + 63 * r.records('Telemetry')['dt'][-1]))")
+        assert last_x == last_t
         assert "--from nothing" in k.run("%cbridge plot Telemetry.samples --from nothing",
                                          allow_error=True)["reply"]["evalue"]
     finally:

@@ -70,9 +70,11 @@ def test_a_click_on_request_changes_the_driver_and_shows_the_typed_reply(kernel,
     fe.type(w["freq"], 7.5)
     fe.type(w["amp"], 0.5)
     fe.type(w["rate"], 200)
-    fe.click(w["request"])
+    click = fe.click(w["request"])
     state = fe.wait_for(w["reply"], lambda s: "<table" in s.get("value", ""))
     assert "frequency_hz" in state["value"] and "<td>7.5</td>" in state["value"]
+    # sent from the panel's worker thread, the update answers the click (its parent header)
+    assert fe.parents[w["reply"]][fe.states[w["reply"]].index(state)] == click
     fe.wait_for(w["status"], lambda s: "reply 1: Status" in s.get("value", ""))
     st = driver_status(mine)
     assert st.streaming == 1 and st.frequency_hz == 7.5
@@ -228,3 +230,22 @@ def test_the_panel_notebook_runs_headless(driver, tmp_path, monkeypatch):
     assert any("image/png" in o.get("data", {}) for o in outputs), "the plot"
     text = "".join(o.get("text", "") for o in outputs)
     assert "connected to cbridge-demo-driver" in text
+
+
+def test_a_worker_job_answers_the_click_that_queued_it_not_the_latest_request(kernel):
+    """ipykernel 7 falls back to the latest request's parent for a thread that has none; the
+    worker gives each job the parent of its click, even when a cell ran in between."""
+    k = kernel
+    k.run("import time, ipywidgets\nfrom cbridge_magics.widgets.threads import Worker\n"
+          "button, label = ipywidgets.Button(), ipywidgets.HTML()\nworker = Worker('test')\n"
+          "def slow():\n    time.sleep(0.5)\n    label.value = 'done'\n"
+          "button.on_click(lambda _b: worker.submit(slow))")
+    w = ids(k, {"button": "button", "label": "label"})
+    fe = Frontend(k)
+    click = fe.click(w["button"])
+    time.sleep(0.1)
+    cell = k.kc.execute("x = 1")  # a later request, handled while the job sleeps
+    state = fe.wait_for(w["label"], lambda s: s.get("value") == "done")
+    parent = fe.parents[w["label"]][fe.states[w["label"]].index(state)]
+    assert parent == click and parent != cell
+    k.run("worker.stop()")

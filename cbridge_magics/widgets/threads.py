@@ -14,10 +14,11 @@ choice stand again for the inputs and buttons of our widgets, after they were ma
 a cell; an input the frontend changes is echoed from the subshell that handled it, which keeps its
 updates and the clicks after them on one subshell, in order.
 
-ipykernel 7 keeps the parent header (which request a message answers) per thread, in a ContextVar.
-Our threads start in a fresh ``contextvars.Context()``; ``adopt_parent`` gives one the header of
-the cell that made its widget, so anything it prints or displays goes there. Widget state updates
-(comm messages) are routed by comm id and need no parent of their own.
+ipykernel 7 keeps the parent header (which request a message answers) per thread, in ContextVars;
+a thread started in a fresh ``contextvars.Context()`` has none and falls back to whatever request
+the kernel handled last. So a worker runs each job under the parent of the click that queued it
+(the reply's widget update answers that click), and the console's thread under the cell that made
+it (``adopt_parent``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def current_parent() -> dict[str, Any] | None:
 
 
 def adopt_parent(parent: dict[str, Any] | None) -> None:
-    """In a thread of ours: route its output under ``parent`` (ipykernel 7's per-thread parent)."""
+    """In a thread of ours (its own Context): what it sends from now on answers ``parent``.
+    Output (print, display) follows the shell's thread parent, ipykernel 7's public way; comm
+    messages (widget state) follow the kernel's per-context parent, set here in this thread's
+    Context only, so no other thread's routing changes."""
     if parent is None:
         return
     from IPython import get_ipython
@@ -57,6 +61,9 @@ def adopt_parent(parent: dict[str, Any] | None) -> None:
     set_thread_parent = getattr(shell, "set_thread_parent", None)
     if set_thread_parent is not None:
         set_thread_parent(parent)
+    var = getattr(getattr(shell, "kernel", None), "_shell_parent", None)
+    if isinstance(var, contextvars.ContextVar):
+        var.set(parent)
 
 
 def free_routing(widgets: Iterable[Any]) -> None:
@@ -79,14 +86,15 @@ class Worker:
 
     def __init__(self, name: str, limit: int = 64) -> None:
         self.name = name
-        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(limit)
+        self._jobs: queue.Queue[tuple[Callable[[], None], Any] | None] = queue.Queue(limit)
         self._parent = current_parent()  # the cell that made the widget
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job``, to run under the parent header of the request handled now (a click)."""
         with self._lock:
-            self._jobs.put_nowait(job)
+            self._jobs.put_nowait((job, current_parent() or self._parent))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=contextvars.Context().run, args=(self._run,),
@@ -103,11 +111,12 @@ class Worker:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        adopt_parent(self._parent)
         while True:
-            job = self._jobs.get()
-            if job is None:
+            item = self._jobs.get()
+            if item is None:
                 return
+            job, parent = item
+            adopt_parent(parent)
             try:
                 job()
             except Exception:  # a job's bug is logged; the worker goes on with the next
