@@ -161,6 +161,20 @@ def test_plots_on_a_time_axis_against_a_field_and_into_a_widget(connected):
         ip.run_line_magic("cbridge", "send Command(op=DEMO_OP_STOP)")
 
 
+def test_panel_arguments_are_checked(connected):
+    ip = connected
+    for line, why in (("panel Nope", "no struct class of that name"),
+                      ("panel Command --choices op", "write FIELD=PREFIX"),
+                      ("panel Command --choices op=NOPE_", "no integer constants named 'NOPE_'")):
+        with pytest.raises(UsageError, match=why):
+            ip.run_line_magic("cbridge", line)
+    ip.run_line_magic("cbridge", "panel Command --name p2 --choices op=DEMO_OP_ --timeout 2.5")
+    p2 = ip.user_ns["p2"]
+    assert p2.timeout == 2.5 and [o for o, _ in p2.form.fields[0][0].widget.options][:2] == [
+        "DEMO_OP_GET_STATUS", "DEMO_OP_START"]
+    p2.close()
+
+
 def test_plot_window_larger_than_the_history_is_refused(ip, driver):
     ip.run_line_magic("cbridge", f"connect {driver.url} --history 10")
     try:

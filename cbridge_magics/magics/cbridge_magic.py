@@ -277,12 +277,7 @@ class CBridgeMagics(Magics):
             cls = self.bridge.types.get(args.cls) if self.bridge is not None else None
             if cls is None:
                 raise
-        choices = {}
-        for item in args.choices:
-            field, sep, prefix = item.partition("=")
-            if not sep or not field or not prefix:
-                raise UsageError(f"--choices {item}: write FIELD=PREFIX, e.g. op=DEMO_OP_")
-            choices[field] = prefix
+        choices = commands.parse_choices(args.choices)
         names = {**(self.bridge.types if self.bridge is not None else {}), **self.shell.user_ns}
         try:
             panel = Panel(cls, lambda: self.bridge, choices=choices, constants=names,

@@ -81,6 +81,17 @@ def _panel(p: argparse.ArgumentParser) -> None:
                    "reply (default: 1)")
 
 
+def parse_choices(items: list[str]) -> dict[str, str]:
+    """``--choices op=DEMO_OP_ waveform=DEMO_WAVE_`` -> {"op": "DEMO_OP_", ...}."""
+    choices = {}
+    for item in items:
+        field, sep, prefix = item.partition("=")
+        if not sep or not field or not prefix:
+            raise UsageError(f"--choices {item}: write FIELD=PREFIX, e.g. op=DEMO_OP_")
+        choices[field] = prefix
+    return choices
+
+
 def _console(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="console", help="the variable it is bound to (default: "
                    "console)")

@@ -174,6 +174,8 @@ class Console(w.VBox):
 
     def stop(self, timeout: float = 5.0) -> None:
         """Draw once more, then end the thread. Safe to call twice."""
+        if not hasattr(self, "_stop"):  # __init__ failed (ipywidgets' __del__ closes it)
+            return
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():

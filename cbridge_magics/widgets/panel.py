@@ -169,7 +169,9 @@ class Panel(w.VBox):
 
     def stop(self) -> None:
         """Stop the worker thread after the queued clicks; a later click starts it again."""
-        self._worker.stop()
+        worker = getattr(self, "_worker", None)  # None: __init__ failed (ipywidgets' __del__)
+        if worker is not None:
+            worker.stop()
 
     def close(self) -> None:
         """Stop the worker and close the widgets."""
