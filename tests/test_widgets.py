@@ -9,6 +9,8 @@ test's own.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -94,7 +96,7 @@ def test_a_click_on_request_changes_the_driver_and_shows_the_typed_reply(kernel,
     assert k.value("(panel.value.op, panel.value.waveform, panel.value.frequency_hz)") == (3, 2, 3.25)
 
 
-def test_bad_values_and_a_missing_link_show_in_the_panel(kernel, mine):
+def test_bad_values_and_a_missing_link_show_in_the_panel(kernel, driver):
     k = kernel
     k.run("%%cstruct\n#include <stdint.h>\n"
           "typedef struct { int8_t gains[3]; uint64_t serial; char label[6]; } Setup;")
@@ -122,7 +124,7 @@ def test_bad_values_and_a_missing_link_show_in_the_panel(kernel, mine):
     fe.click(w["request"])
     state = fe.wait_for(w["status"], lambda s: "error" in s.get("value", ""))
     assert "Setup" in state["value"], state["value"]
-    assert k.value("setup.error_count") == 5
+    assert k.value("setup.error_count") == 5  # count, range, 64-bit range, length, no such type
     assert k.value("setup.value.serial") == 2**64 - 1
 
     # a driver error (a START with a zero frequency is refused) and no link at all
@@ -133,6 +135,17 @@ def test_bad_values_and_a_missing_link_show_in_the_panel(kernel, mine):
     fe.click(p["request"])
     state = fe.wait_for(p["status"], lambda s: "error" in s.get("value", ""))
     assert "DriverError" in state["value"], state["value"]
+    # a driver that stops answering (SIGSTOP): RequestTimeout, shown, and the panel goes on
+    k.run("panel.timeout = 0.3")
+    fe.choose(p["op"], 0)
+    os.kill(driver.proc.pid, signal.SIGSTOP)
+    try:
+        fe.click(p["request"])
+        state = fe.wait_for(p["status"], lambda s: "RequestTimeout" in s.get("value", ""))
+    finally:
+        os.kill(driver.proc.pid, signal.SIGCONT)
+    fe.click(p["request"])
+    fe.wait_for(p["status"], lambda s: "reply" in s.get("value", ""))
     k.run("%cbridge disconnect")
     fe.click(p["request"])
     state = fe.wait_for(p["status"], lambda s: "no link" in s.get("value", ""))
@@ -195,6 +208,14 @@ def test_the_console_shows_the_link_live_and_its_buttons_act(kernel, mine):
     assert "cbridge-demo-driver 0.1.0" in views[-1]["value"] and "Telemetry" in views[-1]["value"]
     assert views[0]["value"] != views[-1]["value"]
 
+    # serving: the relay's clients are listed
+    url = k.run("%cbridge serve\nprint(bridge.relays[0].url)")["stdout"].strip().splitlines()[-1]
+    remote = connect(url)
+    try:
+        fe.wait_for(w["view"], lambda s: "1 clients" in s.get("value", "") and
+                    "127.0.0.1" in s.get("value", ""))
+    finally:
+        remote.close()
     fe.click(w["reconnect"])
     fe.wait_for(w["view"], lambda s: "1 reconnects" in s.get("value", "") and
                 "connected</span>" in s.get("value", ""))
