@@ -139,7 +139,7 @@ COMMANDS = (
     Command("plot", "live plot of streamed fields in this cell's output",
             ("%cbridge plot Telemetry.samples --window 25600 --fps 10",
              "%cbridge plot Telemetry.samples --time t0:dt   # x axis in seconds",
-             "%cbridge plot Status.frequency_hz --x records_sent --widget",
+             "%cbridge plot Telemetry.seq --x t0 --widget   # one field against another",
              "%cbridge plot Telemetry.samples --from r   # r = recording.open('run.cbrec')",
              "%cbridge plot --stop"), _plot),
     Command("panel", "a form for a struct class: Request and Send buttons, the reply, errors",

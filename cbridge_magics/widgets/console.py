@@ -11,6 +11,7 @@ next redraw. ``%cbridge disconnect`` and unloading the extension stop the thread
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import html
 import logging
@@ -187,6 +188,7 @@ class Console(w.VBox):
         super().close()
 
 
+@atexit.register
 def stop_all() -> None:
     for console in list(_consoles):
         console.stop(timeout=1.0)
