@@ -4,8 +4,9 @@
     p = Panel(Command, bridge, choices={"op": "DEMO_OP_"})     # %cbridge panel Command --choices op=DEMO_OP_
     c = Console(bridge)                                         # %cbridge console
 
-``form`` turns a class's layout into inputs, ``panel`` and ``console`` are the two widgets, and
-``threads`` is how they work off the kernel's own threads (see its docstring).
+``form`` turns a class's layout into inputs, ``panel`` and ``console`` are the two widgets,
+``tables`` their HTML tables, and ``threads`` how they work off the kernel's own threads (see its
+docstring).
 """
 
 from __future__ import annotations

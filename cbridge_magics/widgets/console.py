@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import ipywidgets as w
 
+from .tables import as_getter, html_table
 from .threads import adopt_parent, current_parent, free_routing
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,13 @@ _consoles: "weakref.WeakSet[Console]" = weakref.WeakSet()
 MIN_INTERVAL = 0.5  # at most 2 redraws a second
 
 
-def _table(head: list[str], rows: list[list[Any]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
-                  for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
-
-
 class Console(w.VBox):
     """A live view of a Bridge (or of a callable giving the current one); see the module doc."""
 
     def __init__(self, bridge: Any, *, interval: float = MIN_INTERVAL,
                  on_disconnect: Callable[[], None] | None = None,
                  on_stop_plots: Callable[[], None] | None = None, **kwargs: Any) -> None:
-        self._bridge: Callable[[], Any] = bridge if callable(bridge) and not hasattr(
-            bridge, "request") else (lambda: bridge)
+        self._bridge = as_getter(bridge)
         self.interval = max(MIN_INTERVAL, interval)
         self._on_disconnect = on_disconnect
         self._on_stop_plots = on_stop_plots
@@ -92,7 +85,7 @@ class Console(w.VBox):
             self._last[name] = (now, t["records"])
             rows.append([name, f"{t['records']:,}", f"{rate:,.0f}", f"{t['frames']:,}",
                          t["bad_frames"]])
-        parts.append(_table(["type", "records", "records/s", "frames", "bad frames"], rows)
+        parts.append(html_table(["type", "records", "records/s", "frames", "bad frames"], rows)
                      if rows else "no stream yet")
         parts.append(f"drops: {st['dropped_frames']:,} stream frames dropped for this link, "
                      f"{st['stream_gaps']:,} holes seen; {st['refused_sends']} sends refused, "
@@ -106,7 +99,7 @@ class Console(w.VBox):
             clients = [[c.id, c.peer, f"{c.delivered:,}", f"{c.dropped:,}", c.queued_frames]
                        for c in relay.client_stats()]
             parts.append(f"relay {html.escape(relay.url.split('?')[0])}: "
-                         f"{len(clients)} clients" + (_table(
+                         f"{len(clients)} clients" + (html_table(
                              ["id", "peer", "delivered", "dropped", "queued"], clients)
                              if clients else ""))
         return "<div class='cbridge-console-view'>" + "<br>".join(parts) + \

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 import ipywidgets as w
-import numpy as np
 
 from ..errors import CBridgeError, DriverUnavailable
 from .form import Form
+from .tables import as_getter, html_table
 from .threads import Worker, free_routing
 
 log = logging.getLogger(__name__)
@@ -36,29 +36,15 @@ ERRORS_KEPT = 50
 ROWS_SHOWN = 8  # records of a batch reply shown in its table; the rest are counted
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        value = np.array2string(value, threshold=8, edgeitems=3, separator=", ")
-    elif isinstance(value, bytes):
-        value = value.split(b"\0", 1)[0].decode(errors="replace")
-    elif isinstance(value, float):
-        value = f"{value:.6g}"
-    return html.escape(str(value))
-
-
 def reply_table(reply: Any) -> str:
     """A reply (one struct, or a list of them) as a small HTML table, a row per record."""
     records = reply if isinstance(reply, list) else [reply]
     if not records:
         return "<i>an empty reply</i>"
     names = [f["name"] for f in type(records[0]).__layout__["fields"]]
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    rows = "".join("<tr>" + "".join(f"<td>{_cell(getattr(r, n))}</td>" for n in names) + "</tr>"
-                   for r in records[:ROWS_SHOWN])
-    more = (f"<caption style='caption-side: bottom'>and {len(records) - ROWS_SHOWN} more "
-            "records</caption>") if len(records) > ROWS_SHOWN else ""
-    return (f"<table class='cbridge-reply'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{rows}</tbody>{more}</table>")
+    more = len(records) - ROWS_SHOWN
+    return html_table(names, [[getattr(r, n) for n in names] for r in records[:ROWS_SHOWN]],
+                      "cbridge-reply", f"and {more} more records" if more > 0 else "")
 
 
 class Panel(w.VBox):
@@ -68,8 +54,7 @@ class Panel(w.VBox):
                  constants: Mapping[str, Any] | None = None, timeout: float = 1.0,
                  title: str | None = None, **kwargs: Any) -> None:
         self.cls = cls
-        self._bridge: Callable[[], Any] = bridge if callable(bridge) and not hasattr(
-            bridge, "request") else (lambda: bridge)
+        self._bridge = as_getter(bridge)
         self.timeout = timeout
         self.form = Form(cls, choices=choices, constants=constants)
         self.request_button = w.Button(description="Request", button_style="primary",
