@@ -46,6 +46,13 @@ class ClassInfo:
 _INFO: dict[type, ClassInfo] = {}
 
 
+def field_specs(cls: type) -> list[FieldSpec] | None:
+    """(name, kind, ctype, nested class, overlaps) of each field of a compiled class; None for
+    a class this module did not finish (one built from a driver's schema, say)."""
+    info = _INFO.get(cls)
+    return None if info is None else list(info.fields)
+
+
 def _elem_dtype(kind: str, elem_size: int, signed: bool, nested: Any, where: str) -> np.dtype:
     if kind in ("int", "enum"):
         dt = np.dtype(f"{'i' if signed else 'u'}{elem_size}") if elem_size in (1, 2, 4, 8) else None

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cstruct.runtime import _INFO
+from ..cstruct.runtime import field_specs
 from .threads import free_routing
 
 _LABEL_WIDTH = "150px"
@@ -47,9 +47,9 @@ def prefixed(constants: Mapping[str, Any], prefix: str) -> dict[str, int]:
 def _fields(cls: type) -> list[tuple[str, str, str, Any]]:
     """(name, kind, ctype, nested class) of each field: the compiled tables, or, for a class built
     from a driver's schema, its dtype."""
-    info = _INFO.get(cls)
-    if info is not None:
-        return [(f[0], f[1], f[2], f[3]) for f in info.fields]
+    specs = field_specs(cls)
+    if specs is not None:
+        return [(f[0], f[1], f[2], f[3]) for f in specs]
     out = []
     for f in cls.__layout__["fields"]:
         base = cls.dtype.fields[f["name"]][0].base
