@@ -111,3 +111,20 @@ def test_a_reply_table_shows_records_and_counts_the_rest(Setup):
     many = reply_table([one] * 11)
     assert many.count("<tr>") == 1 + 8 and "and 3 more records" in many
     assert "[1., 2., 3.]" in html
+
+
+def test_a_form_for_a_type_built_from_the_drivers_schema(driver):
+    """No %%cstruct: the class the driver's HELLO describes gets a form too, and choices may be
+    given as a dict of names."""
+    from cbridge_magics import connect
+
+    with connect(driver.url) as b:
+        Command = b.types["Command"]
+        form = Form(Command, choices={"op": {"GET_STATUS": 0, "START": 1}})
+        assert widgets(form) == {"op": "Dropdown", "waveform": "BoundedIntText",
+                                 "frequency_hz": "FloatText", "amplitude": "FloatText",
+                                 "rate_hz": "BoundedIntText", "batch": "BoundedIntText"}
+        form.value = Command(op=1, frequency_hz=2.5, batch=3)
+        reply = b.request(form.value, timeout=2.0)
+        assert reply.streaming == 1 and reply.frequency_hz == 2.5  # what the form said
+        b.request(Command(op=2), timeout=2.0)
