@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from common import ROOT, running_driver, table
+from common import ROOT, cell_round_trips, pct, running_driver, table
 
 from cbridge_magics.testing import Kernel
 
@@ -29,28 +29,18 @@ def _cpu(seconds):
 """
 
 
-def cell_round_trips(k: Kernel) -> list[float]:
-    k.run("1+1")
-    return [k.run("1+1")["seconds"] for _ in range(CELLS)]
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))] * 1000
-
-
 def main() -> None:
     with running_driver() as sock:
         k = Kernel()
         try:
             k.run(f"%load_ext cbridge_magics\n%cstruct --header {HEADER}", timeout=120)
             k.run(f"%cbridge connect unix://{sock}")
-            idle = cell_round_trips(k)
+            idle = cell_round_trips(k, CELLS)
             k.run("%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
                   "amplitude=1.0, rate_hz=10000, batch=10)\n"
                   "%cbridge plot Telemetry.samples --fps 10 --window 20000")
             quiet = k.collect(5.0)
-            busy = cell_round_trips(k)
+            busy = cell_round_trips(k, CELLS)
             rows = [
                 ["idle kernel", f"{pct(idle, .5):.1f}", f"{pct(idle, .99):.1f}", ""],
                 ["streaming 10k rec/s + live plot 10 fps", f"{pct(busy, .5):.1f}",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from common import ROOT, running_driver, table
+from common import ROOT, cell_round_trips, pct, running_driver, table
 
 from cbridge_magics.testing import Kernel, WidgetFrontend
 
@@ -22,16 +22,6 @@ CELLS, CLICKS = 200, 50
 WIDGETS = ("%cbridge panel Command --choices op=DEMO_OP_ waveform=DEMO_WAVE_\n"
            "%cbridge console\n"
            "%cbridge plot Telemetry.samples --time t0:dt --fps 10 --window 12800")
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))] * 1000
-
-
-def cells(k: Kernel) -> list[float]:
-    k.run("1+1")
-    return [k.run("1+1")["seconds"] for _ in range(CELLS)]
 
 
 def clicks(k: Kernel, fe: WidgetFrontend, ids: dict[str, str], subshell: str | None) -> list[float]:
@@ -53,14 +43,14 @@ def main() -> None:
         try:
             k.run(f"%load_ext cbridge_magics\n%cstruct --header {HEADER}", timeout=120)
             k.run(f"%cbridge connect unix://{sock}")
-            idle = cells(k)
+            idle = cell_round_trips(k, CELLS)
             k.run("%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, "
                   "frequency_hz=50.0, amplitude=1.0, rate_hz=10000, batch=10)")
             k.run(WIDGETS)
             k.run("panel.value = Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, "
                   "frequency_hz=50.0, amplitude=1.0, rate_hz=10000, batch=10)")
             quiet = k.collect(10.0)
-            loaded = cells(k)
+            loaded = cell_round_trips(k, CELLS)
             kinds: dict[str, int] = {}
             for m in quiet:
                 kinds[m["msg_type"]] = kinds.get(m["msg_type"], 0) + 1

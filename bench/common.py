@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from cbridge_magics.testing import ROOT, DriverProcess, demo_driver
+from cbridge_magics.testing import ROOT, DriverProcess, Kernel, demo_driver
 from cbridge_magics.wire.codes import HEADER_FORMAT, MAGIC, VERSION
 
 BUILD = ROOT / "c_driver" / "build"
@@ -87,3 +87,15 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
 def median(xs: Sequence[float]) -> float:
     s = sorted(xs)
     return s[len(s) // 2]
+
+
+def pct(xs: Sequence[float], q: float) -> float:
+    """The q-quantile of durations in seconds, in milliseconds."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))] * 1000
+
+
+def cell_round_trips(kernel: Kernel, cells: int) -> list[float]:
+    """Seconds from execute to reply of ``cells`` `1+1` cells, after one warm-up cell."""
+    kernel.run("1+1")
+    return [kernel.run("1+1")["seconds"] for _ in range(cells)]
