@@ -119,6 +119,18 @@ def wait_for_plot(page) -> None:
                              f"then {describe(page)}") from e
 
 
+def open_and_run(browser, url: str, height: int):
+    """A page on the notebook at ``url``: wait for its cells and for the kernel to say idle,
+    then Run > Run All Cells. Returns the page."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url, timeout=60_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    run_all_cells(page)
+    dismiss_news(page)
+    return page
+
+
 def plot_src(page) -> str | None:
     imgs = page.locator(".jp-OutputArea-output img")
     return imgs.last.get_attribute("src") if imgs.count() else None
@@ -135,14 +147,7 @@ def test_a_notebook_in_jupyterlab_plots_the_stream_through_the_extension(lab):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/live.ipynb?token={token}", timeout=60_000)
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            # the kernel is up when its status says idle
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=60_000)
-            run_all_cells(page)
-            dismiss_news(page)
+            page = open_and_run(browser, f"{base}/lab/tree/live.ipynb?token={token}", 1000)
             try:
                 wait_for_plot(page)
             finally:
@@ -220,19 +225,14 @@ def test_the_panel_notebook_drives_the_driver_by_clicks(panel_lab, sock_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(f"{lab.http}lab/tree/panel.ipynb?token={lab.token}", timeout=60_000)
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=60_000)
-            run_all_cells(page)
+            page = open_and_run(browser, f"{lab.http}lab/tree/panel.ipynb?token={lab.token}",
+                                1800)
             try:
                 page.wait_for_selector(".cbridge-panel button:has-text('Request')", timeout=120_000)
                 page.wait_for_selector(".cbridge-console-view", timeout=60_000)
             except Exception as e:
                 raise AssertionError(f"no panel: {describe(page)}") from e
 
-            dismiss_news(page)
             # a person: pick a waveform, type a frequency, press Request
             panel_field(page, "waveform").select_option(label="DEMO_WAVE_SQUARE")
             freq = panel_field(page, "frequency_hz")
