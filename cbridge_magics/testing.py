@@ -13,14 +13,17 @@ and ``make demo``; it is useful for testing your own driver too:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -111,22 +114,99 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
 
 class Kernel:
     """One real kernel process (jupyter_client); ``run(code)`` executes a cell and returns its
-    reply and IOPub messages."""
+    reply and IOPub messages.
 
-    def __init__(self, kernel_name: str = "python3", cwd: str | None = None) -> None:
+    A thread reads IOPub all the time. The kernel publishes between cells too (live plots,
+    widgets, threads' output), and ZeroMQ's PUB socket drops what a subscriber leaves unread past
+    its high-water mark: a harness that read only while a cell ran would lose that cell's own
+    status after a few minutes of plots. What nobody reads waits here, at most ``unread_limit``
+    messages; beyond that the oldest are forgotten and counted in ``unread_dropped``.
+
+    ``counts`` tallies every message received by type, ``rate_limited`` the "IOPub message rate
+    exceeded" notices; ``messages`` keeps the latest ``history`` messages handed out. When the
+    kernel does not answer in time, its threads are dumped (py-spy) to ``dump_dir`` and the
+    AssertionError names the file.
+    """
+
+    def __init__(self, kernel_name: str = "python3", cwd: str | None = None,
+                 unread_limit: int = 2000, history: int = 10_000,
+                 dump_dir: str | os.PathLike[str] | None = None) -> None:
         from jupyter_client.manager import start_new_kernel
 
         kw = {"cwd": cwd} if cwd else {}
         self.km, self.kc = start_new_kernel(kernel_name=kernel_name, startup_timeout=60, **kw)
-        self.messages: list[dict[str, Any]] = []  # every IOPub message seen, in order
+        self.messages: collections.deque[dict[str, Any]] = collections.deque(maxlen=history)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.rate_limited = 0
+        self.unread_dropped = 0
+        self.dump_dir = Path(dump_dir or os.environ.get("CBRIDGE_OUT", "out"))
+        self._unread: collections.deque[dict[str, Any]] = collections.deque()
+        self._unread_limit = unread_limit
+        self._arrived = threading.Condition()
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read_iopub, name="kernel-iopub", daemon=True)
+        self._reader.start()
+
+    # --- IOPub ---------------------------------------------------------------------------
+
+    def _read_iopub(self) -> None:
+        channel = self.kc.iopub_channel  # this thread is the only one that reads its socket
+        while not self._stop.is_set():
+            try:
+                msg = channel.get_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            except Exception:  # the channel closed under us at shutdown
+                if self._stop.is_set():
+                    return
+                raise
+            kind = msg["msg_type"]
+            self.counts[kind] += 1
+            if kind == "stream" and "IOPub message rate exceeded" in msg["content"].get("text", ""):
+                self.rate_limited += 1
+            with self._arrived:
+                if len(self._unread) >= self._unread_limit:
+                    self._unread.popleft()
+                    self.unread_dropped += 1
+                self._unread.append(msg)
+                self._arrived.notify_all()
+
+    @property
+    def unread(self) -> int:
+        """IOPub messages received and not handed out yet."""
+        return len(self._unread)
+
+    def next_message(self, timeout: float) -> dict[str, Any]:
+        """The next IOPub message not yet handed out; queue.Empty after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not self._unread:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise queue.Empty
+                self._arrived.wait(left)
+            msg = self._unread.popleft()
+        self.messages.append(msg)
+        return msg
+
+    def collect(self, seconds: float) -> list[dict[str, Any]]:
+        """Every IOPub message that arrives in the next ``seconds`` (and any not read yet)."""
+        got = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got.append(self.next_message(left))
+            except queue.Empty:
+                break
+        return got
+
+    # --- cells ---------------------------------------------------------------------------
 
     def run(self, code: str, timeout: float = 30.0, allow_error: bool = False) -> dict[str, Any]:
         """Execute ``code``; returns {"reply", "outputs", "stdout", "stderr", "seconds"}."""
         t0 = time.perf_counter()
         msg_id = self.kc.execute(code)
-        reply = self.kc.get_shell_msg(timeout=timeout)
-        while reply["parent_header"].get("msg_id") != msg_id:
-            reply = self.kc.get_shell_msg(timeout=timeout)
+        reply = self.shell_reply(msg_id, timeout)
         seconds = time.perf_counter() - t0
         outputs = self._drain_until_idle(msg_id, timeout)
         content = reply["content"]
@@ -140,32 +220,37 @@ class Kernel:
         return {"reply": content, "outputs": outputs, "stdout": stdout, "stderr": stderr,
                 "seconds": seconds}
 
+    def shell_reply(self, msg_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The shell channel's reply to the request ``msg_id`` (others are skipped)."""
+        reply = self._await_shell(msg_id, timeout)
+        if reply is None:
+            raise AssertionError(f"no reply to {msg_id} within {timeout} s{self._dump_note()}")
+        return reply
+
+    def _await_shell(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                reply = self.kc.get_shell_msg(timeout=left)
+            except queue.Empty:
+                return None
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
+        return None
+
     def _drain_until_idle(self, msg_id: str, timeout: float) -> list[dict[str, Any]]:
         mine = []
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+                msg = self.next_message(left)
             except queue.Empty:
                 break
-            self.messages.append(msg)
             if msg["parent_header"].get("msg_id") == msg_id:
                 mine.append(msg)
                 if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                     return mine
-        raise AssertionError(f"no idle status for {msg_id} within {timeout} s")
-
-    def collect(self, seconds: float) -> list[dict[str, Any]]:
-        """Every IOPub message that arrives in the next ``seconds``."""
-        got = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                got.append(self.kc.get_iopub_msg(timeout=left))
-            except queue.Empty:
-                break
-        self.messages.extend(got)
-        return got
+        raise AssertionError(f"no idle status for {msg_id} within {timeout} s{self._dump_note()}")
 
     def value(self, expr: str) -> Any:
         """Evaluate ``expr`` in the kernel and return its repr's literal value."""
@@ -174,7 +259,51 @@ class Kernel:
         res = self.run(f"print(repr({expr}))")
         return ast.literal_eval(res["stdout"].strip())
 
+    # --- when it does not answer ---------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = self.km.provisioner
+        return getattr(provisioner, "pid", None) if provisioner else None
+
+    def dump_threads(self) -> Path | None:
+        """Write what every thread of the kernel process is doing (``py-spy dump``, Python and
+        native frames) to ``dump_dir``; returns the file, or None when there is no process or no
+        py-spy."""
+        pid = self.pid
+        if pid is None:
+            return None
+        self.dump_dir.mkdir(parents=True, exist_ok=True)
+        path = self.dump_dir / f"kernel-{pid}-threads-{time.strftime('%H%M%S')}.txt"
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        try:
+            done = subprocess.run([spy, "dump", "--native", "--pid", str(pid)],
+                                  capture_output=True, text=True, timeout=60)
+            text = done.stdout + done.stderr
+        except (OSError, subprocess.TimeoutExpired) as e:
+            text = f"py-spy could not dump {pid}: {e} (pip install py-spy)\n"
+        path.write_text(f"{self.unread} IOPub messages unread, {self.unread_dropped} "
+                        f"forgotten unread; received: {dict(self.counts)}\n\n{text}")
+        return path
+
+    def _dump_note(self) -> str:
+        path = self.dump_threads()
+        return f"; the kernel's threads are in {path}" if path else ""
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    def restart(self, now: bool = False, timeout: float = 60.0) -> None:
+        """Restart the kernel process and wait until it answers again."""
+        self.km.restart_kernel(now=now)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if self._await_shell(self.kc.kernel_info(), min(left, 2.0)) is not None:
+                return
+        raise AssertionError(f"the kernel did not answer within {timeout} s of its restart")
+
     def shutdown(self) -> None:
+        self._stop.set()
+        self._reader.join(5)
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
 
@@ -235,10 +364,9 @@ class WidgetFrontend:
                     return state
             seen = len(self.states.get(model_id, []))
             try:
-                msg = self.k.kc.get_iopub_msg(timeout=0.1)
+                msg = self.k.next_message(timeout=0.1)
             except queue.Empty:
                 continue
-            self.k.messages.append(msg)
             self._keep(msg)
         raise AssertionError(f"no matching update of {model_id} within {timeout} s "
                              f"(last: {self.states.get(model_id, [])[-3:]})")

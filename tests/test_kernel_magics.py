@@ -103,8 +103,7 @@ def test_restart_and_shutdown_leave_nothing_behind(kernel, driver):
     setup_cells(kernel, driver.url)
     kernel.run("%cbridge plot Telemetry.samples")
     old_pid = kernel.km.provisioner.pid if kernel.km.provisioner else None
-    kernel.km.restart_kernel(now=True)
-    kernel.kc.wait_for_ready(timeout=60)
+    kernel.restart(now=True)
     if old_pid:
         with pytest.raises(ProcessLookupError):
             os.kill(old_pid, 0)
@@ -138,8 +137,7 @@ def test_ten_restarts_with_a_bridge_a_relay_and_a_plot_leave_nothing_behind(kern
         assert kernel.value(THREADS) == ["cbridge-plot", "cbridge-reader", "cbridge-relay"]
         assert driver_clients() >= 2  # the kernel's Bridge and its relay's own link
         old_pid = kernel.km.provisioner.pid
-        kernel.km.restart_kernel(now=bool(i % 2))
-        kernel.kc.wait_for_ready(timeout=60)
+        kernel.restart(now=bool(i % 2))
         with pytest.raises(ProcessLookupError):
             os.kill(old_pid, 0)
         deadline = time.monotonic() + 10

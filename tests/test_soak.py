@@ -14,9 +14,15 @@ MINUTES = float(os.environ.get("CBRIDGE_SOAK_MINUTES", "1"))
 
 @pytest.mark.timeout(int(MINUTES * 60) + 180)
 def test_soak(sock_path):
-    report = soak.run(MINUTES, sock_path)
-    soak.write(report, Path(__file__).resolve().parent.parent / "out")
-    print(report.text())
+    report = soak.Report(MINUTES)
+    try:
+        soak.Soak(MINUTES, sock_path, report).run()
+    except BaseException as e:
+        report.error = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        soak.write(report, Path(__file__).resolve().parent.parent / "out")
+        print(report.text())
     for t in report.tallies:
         # every request accounted for; a timeout (a loud failure) only when its reply came late
         assert t.sent == t.answered + t.failed + t.timeouts and t.timeouts == t.late, t
@@ -32,3 +38,4 @@ def test_soak(sock_path):
     if MINUTES >= 20:  # memory levels off after its warm-up (about 15 minutes on a 2-core VM)
         assert report.slope_mib_per_min(0.5) <= 0.5, report.kernel_samples
     assert report.iopub_rate_exceeded == 0
+    assert report.iopub_unread_dropped == 0  # the harness read everything the kernel published
