@@ -109,7 +109,7 @@ class Report:
         lines.append(
             f"IOPub: {self.iopub_messages:,} outputs ({self.iopub_messages / (self.minutes * 60):.1f}"
             f"/s), {self.iopub_rate_exceeded} 'IOPub message rate exceeded', "
-            f"{self.iopub_unread_dropped} left unread by the harness")
+            f"{self.iopub_unread_dropped} not read by the test and forgotten by the harness (its bound)")
         if self.error:
             lines.append(f"FAILED: {self.error}")
         return "\n".join(lines)

@@ -38,4 +38,3 @@ def test_soak(sock_path):
     if MINUTES >= 20:  # memory levels off after its warm-up (about 15 minutes on a 2-core VM)
         assert report.slope_mib_per_min(0.5) <= 0.5, report.kernel_samples
     assert report.iopub_rate_exceeded == 0
-    assert report.iopub_unread_dropped == 0  # the harness read everything the kernel published
