@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.cbridge-installed
-DRIVER := c_driver/build/cbridge-demo-driver
 PYTEST_ARGS ?=
 
 .PHONY: all setup driver demo lab test test-c test-py test-asan house bench soak fuzz clean
@@ -17,44 +16,46 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV) || { \
 	  apt-get update && apt-get install -y python3-venv python3-dev && $(PYTHON) -m venv $(VENV); }
 
-# Everything that goes into the compiled modules: the Cython sources and headers, libcbridge's
-# framing, and the code generator that writes the demo's classes.
-BUILD_INPUTS := pyproject.toml setup.py \
-  $(wildcard cython_wrapper/*.py cython_wrapper/*.pyx cython_wrapper/*.pxd) \
-  $(wildcard c_driver/include/*.h) c_driver/src/frame.c c_driver/src/cb_internal.h \
+# Everything the build (scikit-build-core + CMake) reads: a change reinstalls the package.
+BUILD_INPUTS := pyproject.toml CMakeLists.txt c_driver/CMakeLists.txt c_driver/cbridge.pc.in \
+  c_driver/cbridgeConfig.cmake.in jupyter-config/cbridge_magics.json \
+  $(wildcard cython_wrapper/*) $(wildcard c_driver/include/*.h c_driver/src/*.c c_driver/src/*.h) \
   $(wildcard cbridge_magics/cstruct/*.py cbridge_magics/cstruct/*.pyx \
              cbridge_magics/cstruct/*.pxd cbridge_magics/cstruct/*.h)
+BUILD_REQUIRES := "scikit-build-core>=0.10" "cython>=3.0" "cython-cmake>=0.2" "pycparser>=3.0"
 
+# The checkout is installed as users get it, editable: CMake builds the compiled modules,
+# libcbridge and the demo driver into build/, and pip puts them in the venv (the driver in
+# .venv/bin, the library under the package). The build's requirements are installed first,
+# so that rebuilds reuse build/ instead of starting over in a fresh isolated environment.
 $(STAMP): $(VPY) $(BUILD_INPUTS)
 	command -v pkg-config >/dev/null || { apt-get update && apt-get install -y pkgconf; }
 	command -v openssl >/dev/null || { apt-get update && apt-get install -y openssl; }
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+	command -v cmake >/dev/null || { apt-get update && apt-get install -y cmake; }
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test]'
-	# an editable install skips data files: put the extension's Jupyter Server entry in place
-	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
-	test -f $(VENV)/etc/jupyter/jupyter_server_config.d/cbridge_magics.json || \
-	  cp jupyter-config/cbridge_magics.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	$(VPY) -m pip install --quiet $(BUILD_REQUIRES)
+	$(VPY) -m pip install --quiet --no-build-isolation -e '.[test,demo]'
 	$(VPY) -m cbridge_magics install-kernel --sys-prefix
 	touch $@
 
 driver:
-	$(MAKE) -C c_driver
+	$(MAKE) --no-print-directory -C c_driver
 
 setup: $(STAMP) driver
 
-# Runs notebooks/server.ipynb and notebooks/client.ipynb headless; results in out/.
+# Runs the demo notebooks (server.ipynb, client.ipynb) headless; results in out/.
 demo: setup
-	$(VPY) -m cbridge_magics.demo --driver $(DRIVER) --out out
+	$(VPY) -m cbridge_magics demo --out out
 
-# JupyterLab on notebooks/ with the demo driver served through it (Ctrl-C stops both).
+# JupyterLab on the demo notebooks with the demo driver served through it (Ctrl-C stops both).
 LAB_STAMP := $(VENV)/.cbridge-lab
 $(LAB_STAMP): $(STAMP)
 	$(VPY) -m pip install --quiet "jupyterlab>=4.4,<5"
 	touch $@
 
 lab: setup $(LAB_STAMP)
-	$(VPY) -m cbridge_magics.lab --driver $(DRIVER)
+	$(VPY) -m cbridge_magics.lab
 
 test: house test-c test-py test-asan
 
@@ -91,5 +92,4 @@ fuzz:
 
 clean:
 	$(MAKE) -C c_driver clean
-	rm -rf build out $(STAMP) cython_wrapper/*.c cython_wrapper/_demo_messages.pyx
-	find cbridge_magics \( -name '*.so' -o -name '*.c' \) -delete
+	rm -rf build dist out $(STAMP)

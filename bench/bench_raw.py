@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import median, table
 
-from cbridge_magics import connect, cstruct
+from cbridge_magics import config, connect, cstruct
 from cbridge_magics.cstruct import c_schema
 from cbridge_magics.testing import ROOT, DriverProcess
 from cbridge_magics.wire.layout import ALL_KEYS, compare
@@ -29,7 +29,7 @@ from cbridge_magics.wire.layout import ALL_KEYS, compare
 ROUNDS, SECONDS = 4, 1.5
 RECORD = 280
 START, STOP = struct.pack("<IId", 1, 0, 1.0), struct.pack("<IId", 2, 0, 0.0)
-LIB = ROOT / "c_driver" / "build" / "libcbridge.a"
+LIB = config.lib_dir() / "libcbridge.a"
 
 
 def drain_plain(path: Path) -> float:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from . import cstruct
     from .bridge import Bridge, State, connect
 
-__version__ = "0.1.0"
+from ._version import __version__  # written by the build, from pyproject.toml
 
 # name -> module that defines it, imported on first use (PEP 562)
 _LAZY = {"Bridge": "bridge", "State": "bridge", "connect": "bridge", "cstruct": "cstruct"}

@@ -1,7 +1,8 @@
 """The command line: ``python -m cbridge_magics install-kernel``, ``list-kernels`` and
 ``remove-kernel`` (see cbridge_magics.kernelspec),
-``c-schema HEADER.h`` (cbridge_magics.cstruct.c_schema) and ``replay FILE --socket PATH``
-(cbridge_magics.recording.replay)."""
+``c-schema HEADER.h`` (cbridge_magics.cstruct.c_schema), ``replay FILE --socket PATH``
+(cbridge_magics.recording.replay), ``config --cflags --libs ...`` (cbridge_magics.config, also
+installed as ``cbridge-config``) and ``demo [--out DIR]`` (cbridge_magics.demo)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,23 @@ from . import kernelspec
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["config"]:  # its own parser: every flag after it is cbridge-config's
+        from . import config
+
+        return config.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m cbridge_magics")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", add_help=False,
+                   help="where the C library is, for a C build (as cbridge-config: "
+                   "config --help)")
+    d = sub.add_parser("demo", help="run the demo notebooks headless against the demo driver",
+                       description="Run the package's demo notebooks (server and client) "
+                       "against the installed demo driver; write the executed notebooks, their "
+                       "HTML and their plots into --out. Needs pip install 'cbridge[demo]'.")
+    from . import demo
+
+    demo.add_arguments(d)
     p = sub.add_parser("install-kernel", help="install a kernelspec for this Python environment")
     p.add_argument("--name", default="cbridge", help="kernelspec name (default: cbridge)")
     p.add_argument("--display-name", help="name shown in Jupyter's launcher")
@@ -65,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--epoch", type=int, default=0, help="which schema of a recording that spans "
                    "drivers (default: 0, the first)")
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo.run_args(args)
     if args.command == "c-schema":
         return _c_schema(parser, args, argv)
     if args.command == "replay":

@@ -1,17 +1,21 @@
-"""``make demo``: the two notebooks, headless, against the demo driver.
+"""``python -m cbridge_magics demo`` (and ``make demo``): the demo notebooks, headless, against
+the demo driver installed with the package.
 
-Starts ``cbridge-demo-driver`` on a private socket, executes ``notebooks/server.ipynb`` through
-nbclient in the ``cbridge`` kernel (``python -m cbridge_magics install-kernel --sys-prefix``); once
-the server notebook serves the relay, executes ``notebooks/client.ipynb`` against it; then writes
-each executed notebook, its HTML rendering and its live plot's final frame into ``out/``.
+Starts ``cbridge-demo-driver`` on a private socket, executes the package's
+``notebooks/server.ipynb`` through nbclient in a kernel of this Python (or ``--kernel NAME``);
+once the server notebook serves the relay, executes ``notebooks/client.ipynb`` against it; then
+writes each executed notebook, its HTML rendering and its live plot's final frame into ``--out``
+(default ``out``). Needs the ``demo`` extra: ``pip install 'cbridge[demo]'``.
 
-    python -m cbridge_magics.demo --driver c_driver/build/cbridge-demo-driver --out out
+    python -m cbridge_magics demo --out /tmp/cbridge-demo
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -21,18 +25,35 @@ from pathlib import Path
 
 from .testing import DriverProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
-def execute(notebook: Path, out: Path, kernel: str, timeout: int = 180) -> None:
-    """Run one notebook with nbclient (in the environment of this process) and write its files:
-    the executed notebook, an HTML rendering, and the last image it showed (the live plot)."""
+def _kernel_manager(kernel: str | None):
+    """A kernel of ``kernel``'s spec, or (None) of this very Python, whatever kernelspecs the
+    machine has: a spec written for the run names sys.executable."""
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if kernel is not None:
+        return KernelManager(kernel_name=kernel)
+    specs = Path(tempfile.mkdtemp(prefix="cbridge-demo-kernel-"))
+    (specs / "this-python").mkdir()
+    (specs / "this-python" / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "cbridge demo", "language": "python"}))
+    return KernelManager(kernel_name="this-python",
+                         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs)]))
+
+
+def execute(notebook: Path, out: Path, kernel: str | None, timeout: int = 180) -> None:
+    """Run one notebook with nbclient and write its files: the executed notebook, an HTML
+    rendering, and the last image it showed (the live plot)."""
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+    NotebookClient(nb, timeout=timeout, km=_kernel_manager(kernel),
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / notebook.name)
@@ -48,7 +69,7 @@ def execute(notebook: Path, out: Path, kernel: str, timeout: int = 180) -> None:
     (out / f"{notebook.stem}_plot.png").write_bytes(png)
 
 
-def run(driver: Path, notebooks: Path, out: Path, kernel: str) -> list[Path]:
+def run(driver: Path, notebooks: Path, out: Path, kernel: str | None) -> list[Path]:
     work = Path(tempfile.mkdtemp(prefix="cbridge-demo-"))
     sock, relay_file, done = work / "driver.sock", work / "relay-url", work / "client-done"
     drv = DriverProcess(driver, sock)
@@ -57,7 +78,7 @@ def run(driver: Path, notebooks: Path, out: Path, kernel: str) -> list[Path]:
     # The server notebook runs in a process of its own, so both notebooks run at once.
     server = subprocess.Popen([sys.executable, "-m", "cbridge_magics.demo", "--execute",
                                str(notebooks / "server.ipynb"), "--out", str(out),
-                               "--kernel", kernel], env=env)
+                               *(["--kernel", kernel] if kernel else [])], env=env)
     try:
         deadline = time.monotonic() + 180
         while not relay_file.exists():
@@ -79,22 +100,46 @@ def run(driver: Path, notebooks: Path, out: Path, kernel: str) -> list[Path]:
             for ext in (".ipynb", ".html", "_plot.png")]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--driver", type=Path, default=ROOT / "c_driver/build/cbridge-demo-driver")
-    parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
-    parser.add_argument("--out", type=Path, default=Path("out"))
-    parser.add_argument("--kernel", default="cbridge")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("out"),
+                        help="where the executed notebooks and plots go (default: out)")
+    parser.add_argument("--driver", type=Path,
+                        help="the driver program (default: the installed cbridge-demo-driver)")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS,
+                        help="a folder with server.ipynb and client.ipynb (default: the package's)")
+    parser.add_argument("--kernel", help="a kernelspec's name (default: this Python)")
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    add_arguments(parser)
     parser.add_argument("--execute", type=Path, help=argparse.SUPPRESS)  # one notebook, for run()
     args = parser.parse_args(argv)
     if args.execute:
         execute(args.execute, args.out, args.kernel)
         return 0
-    if not os.access(args.driver, os.X_OK):
-        print(f"{args.driver} is missing: build it with `make driver`", file=sys.stderr)
+    return run_args(args)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    from .config import demo_driver
+    from .errors import CBridgeError
+
+    for module in ("nbclient", "nbconvert"):
+        if importlib.util.find_spec(module) is None:
+            print(f"demo: error: {module} is missing: pip install 'cbridge[demo]'",
+                  file=sys.stderr)
+            return 2
+    try:
+        driver = args.driver or demo_driver()
+    except CBridgeError as e:
+        print(f"demo: error: {e}", file=sys.stderr)
+        return 2
+    if not os.access(driver, os.X_OK):
+        print(f"demo: error: {driver} is not an executable program", file=sys.stderr)
         return 2
     try:
-        files = run(args.driver, args.notebooks, args.out, args.kernel)
+        files = run(driver, args.notebooks, args.out, args.kernel)
     except Exception as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1

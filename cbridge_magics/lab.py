@@ -1,5 +1,5 @@
-"""``make lab``: the demo driver and JupyterLab on notebooks/, with the cbridge extension serving the
-driver through JupyterLab's own login; Ctrl-C stops both.
+"""``make lab``: the demo driver and JupyterLab on the demo notebooks, with the cbridge extension
+serving the driver through JupyterLab's own login; Ctrl-C stops both.
 
     python -m cbridge_magics.lab [--driver PATH] [--notebooks DIR] [--port 8888]
 
@@ -21,16 +21,19 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .config import demo_driver
+from .demo import NOTEBOOKS
 from .testing import DriverProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 SOCKET = Path("/tmp/cbridge-demo.sock")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--driver", type=Path, default=ROOT / "c_driver/build/cbridge-demo-driver")
-    parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
+    parser.add_argument("--driver", type=Path,
+                        help="the driver program (default: the installed cbridge-demo-driver)")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS,
+                        help="JupyterLab's root folder (default: the package's demo notebooks)")
     parser.add_argument("--socket", type=Path, default=SOCKET)
     parser.add_argument("--port", type=int, default=8888)
     args = parser.parse_args(argv)
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    driver = DriverProcess(args.driver, args.socket)
+    driver = DriverProcess(args.driver or demo_driver(), args.socket)
     with tempfile.TemporaryDirectory(prefix="cbridge-lab-") as config_dir:
         Path(config_dir, "jupyter_server_config.py").write_text(
             'c.ServerApp.jpserver_extensions = {"cbridge_magics": True}\n'

@@ -35,8 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent  # the source checkout, when run f
 
 def demo_driver() -> Path:
     """The demo driver binary: $CBRIDGE_DRIVER (another build of it, such as the ASan one), else
-    the checkout's c_driver/build/cbridge-demo-driver."""
-    return Path(os.environ.get("CBRIDGE_DRIVER") or ROOT / "c_driver" / "build" / "cbridge-demo-driver")
+    the one installed with the package (``cbridge-config --demo-driver``)."""
+    from .config import demo_driver as installed
+
+    return Path(os.environ.get("CBRIDGE_DRIVER") or installed())
 
 
 class DriverProcess:

@@ -1,11 +1,14 @@
-"""Generate cython_wrapper/_demo_messages.pyx from c_driver/include/demo_messages.h.
+"""Generate the demo's code from c_driver/include/demo_messages.h, for the build (CMake).
 
-The package build calls this before cythonize, so the package ships compiled Command, Status and
-Telemetry classes as ``cbridge_magics._demo_messages``, made by the very generator ``%%cstruct``
-uses (cbridge_magics.cstruct.parse + codegen); like every struct module it needs the compiled
-engine, cbridge_magics.cstruct.engine (setup.py builds both). From the shell:
-``python cython_wrapper/gen_demo_messages.py [--check]``.
-Needs pycparser and a C compiler (gcc -E preprocesses the header); not numpy.
+- ``--output X.pyx``: the Cython module of compiled Command, Status and Telemetry classes that
+  the package ships as ``cbridge_magics._demo_messages``, made by the very generator
+  ``%%cstruct`` uses (cbridge_magics.cstruct.parse + codegen); like every struct module it
+  needs the compiled engine, cbridge_magics.cstruct.engine.
+- ``--c-schema X.c``: the demo driver's field tables and ``demo_register`` (and ``X.h``), as
+  ``python -m cbridge_magics c-schema`` writes them.
+
+Both run in the build environment, from the source tree: they need pycparser and a C compiler
+(to preprocess and measure the header), not numpy nor the package's compiled parts.
 """
 
 from __future__ import annotations
@@ -51,13 +54,29 @@ def generate(header: Path = HEADER, output: Path = OUTPUT) -> Path:
     return output
 
 
+def c_schema(header: Path, output: Path) -> Path:
+    """Write the demo driver's tables to ``output`` (and its .h beside it)."""
+    name = "_cbridge_codegen"
+    _generator()
+    gen_module = importlib.import_module(f"{name}.cstruct.c_schema")
+    gen = gen_module.generate(header, prefix="demo", out=output, include='"demo_messages.h"',
+                              command="python -m cbridge_magics c-schema "
+                                      "c_driver/include/demo_messages.h --prefix demo")
+    return gen_module.write(gen, output)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--header", type=Path, default=HEADER)
-    ap.add_argument("--output", type=Path, default=OUTPUT)
+    ap.add_argument("--output", type=Path, default=OUTPUT, help="the .pyx to write")
+    ap.add_argument("--c-schema", type=Path, metavar="X.c",
+                    help="write the driver's field tables instead")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 if the output is missing or stale instead of writing it")
     args = ap.parse_args(argv)
+    if args.c_schema:
+        print(c_schema(args.header, args.c_schema))
+        return 0
     if args.check:
         fresh = args.output.is_file() and args.output.read_text() == render(args.header)
         print(f"{args.output}: {'up to date' if fresh else 'stale'}")

@@ -80,16 +80,17 @@ def ns(cstruct_cache):
 
 @pytest.fixture(scope="module")
 def minimal(tmp_path_factory) -> Path:
-    """examples/minimal.c, a driver with another schema, built on c_driver/build/libcbridge.a."""
+    """examples/minimal.c, a driver with another schema, built on the installed libcbridge.a."""
+    from cbridge_magics import config
+
     d = tmp_path_factory.mktemp("minimal")
     ex = ROOT / "c_driver" / "examples"
     subprocess.run([sys.executable, "-m", "cbridge_magics", "c-schema", str(ex / "minimal_messages.h"),
                     "--prefix", "minimal", "-o", str(d / "minimal_schema.c")], check=True,
                    capture_output=True)
-    subprocess.run(["cc", "-std=c11", "-O2", f"-I{ex}", f"-I{d}", f"-I{ROOT / 'c_driver' / 'include'}",
+    subprocess.run(["cc", "-std=c11", "-O2", f"-I{ex}", f"-I{d}", *config.cflags(),
                     str(ex / "minimal.c"), str(d / "minimal_schema.c"),
-                    str(ROOT / "c_driver" / "build" / "libcbridge.a"), "-o", str(d / "minimal")],
-                   check=True)
+                    *config.libs(static=True), "-o", str(d / "minimal")], check=True)
     return d / "minimal"
 
 

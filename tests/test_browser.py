@@ -172,14 +172,15 @@ def test_a_notebook_in_jupyterlab_plots_the_stream_through_the_extension(lab):
 
 @pytest.fixture
 def panel_lab(tmp_path, sock_path):
-    """make lab's program on a copy of notebooks/panel.ipynb (its header path, ../c_driver,
-    leads to this checkout's)."""
+    """make lab's program on a copy of the package's notebooks/panel.ipynb, in a folder of its
+    own (the notebook finds demo_messages.h among cbridge's installed headers)."""
     import shutil as sh
+
+    from cbridge_magics.demo import NOTEBOOKS
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    sh.copy(ROOT / "notebooks" / "panel.ipynb", notebooks / "panel.ipynb")
-    (tmp_path / "c_driver").symlink_to(ROOT / "c_driver")
+    sh.copy(NOTEBOOKS / "panel.ipynb", notebooks / "panel.ipynb")
     lab = LabProcess(sock_path, notebooks=notebooks)
     yield lab
     lab.stop()

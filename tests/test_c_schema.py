@@ -1,7 +1,7 @@
 """c-schema: the libcbridge tables it writes give, in a real driver's HELLO, the layouts that
 %%cstruct compiles from the same header; its ids, its refusals, and the static asserts that make
 a stale table fail the build. The CLI runs as a subprocess, the C side is built by the real
-compiler and linked with c_driver/build/libcbridge.a."""
+compiler and linked with the installed libcbridge.a."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from cbridge_magics import connect, cstruct
+from cbridge_magics import config, connect, cstruct
 from cbridge_magics.cstruct import c_schema
 from cbridge_magics.wire.layout import ALL_KEYS, compare
 from cstruct_helpers import DEMO_HEADER, ROOT
 
-INCLUDE = ROOT / "c_driver" / "include"
-LIBCBRIDGE = ROOT / "c_driver" / "build" / "libcbridge.a"
+INCLUDE = config.include_dir()  # the installed package's headers and library
+LIBCBRIDGE = config.lib_dir() / "libcbridge.a"
 STRICT = ["-std=c11", "-pedantic", "-Wall", "-Wextra", "-Werror"]
 
 # Every kind of member the parser accepts. Names are unique to this file: the class registry
@@ -99,7 +99,7 @@ def cc(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 @pytest.fixture(scope="module")
 def libcbridge() -> Path:
     if not LIBCBRIDGE.exists():
-        pytest.fail(f"{LIBCBRIDGE} is missing: build it with `make -C c_driver` (make test does)")
+        pytest.fail(f"{LIBCBRIDGE} is missing: install the package (make setup does)")
     return LIBCBRIDGE
 
 

@@ -94,7 +94,7 @@ def test_the_server_notebook_runs_unchanged_against_a_replay(driver, tmp_path, r
                                                              cstruct_cache):
     """Record what server.ipynb does with the demo driver (its four commands, and the stream in
     between), replay it, and run the notebook against the replay instead of the driver."""
-    from cbridge_magics.demo import execute
+    from cbridge_magics.demo import NOTEBOOKS, execute
 
     path = tmp_path / "server.cbrec"
     b = connect(driver.url)
@@ -115,7 +115,7 @@ def test_the_server_notebook_runs_unchanged_against_a_replay(driver, tmp_path, r
     old = os.environ.get("CBRIDGE_SOCKET")
     os.environ["CBRIDGE_SOCKET"] = str(replay_sock)  # the notebook's kernel inherits it
     try:
-        execute(ROOT / "notebooks" / "server.ipynb", tmp_path / "out", "python3")
+        execute(NOTEBOOKS / "server.ipynb", tmp_path / "out", "python3")
     finally:
         if old is None:
             del os.environ["CBRIDGE_SOCKET"]

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cbridge_magics import connect
+from cbridge_magics.demo import NOTEBOOKS
 from cbridge_magics.testing import ROOT, Kernel, WidgetFrontend as Frontend
 
 HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
@@ -232,17 +233,17 @@ def test_the_console_shows_the_link_live_and_its_buttons_act(kernel, mine):
 
 
 def test_the_panel_notebook_runs_headless(driver, tmp_path, monkeypatch):
-    """notebooks/panel.ipynb, executed as nbclient does (no browser: the widgets are made, and
-    their views are in the outputs)."""
+    """The package's notebooks/panel.ipynb, executed as nbclient does (no browser: the widgets
+    are made, and their views are in the outputs)."""
     import nbformat
     from nbclient import NotebookClient
 
     from cbridge_magics import kernelspec
 
     kernelspec.install("cbridge", prefix=__import__("sys").prefix)
-    nb = nbformat.read(ROOT / "notebooks" / "panel.ipynb", as_version=4)
+    nb = nbformat.read(NOTEBOOKS / "panel.ipynb", as_version=4)
     monkeypatch.setenv("CBRIDGE_SOCKET", str(driver.path))
-    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}
                    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"], outputs

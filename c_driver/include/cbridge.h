@@ -63,6 +63,14 @@
 extern "C" {
 #endif
 
+/* What the shared library exports: the functions below, and nothing else (the sources are
+ * compiled with -fvisibility=hidden). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CB_API __attribute__((visibility("default")))
+#else
+#define CB_API
+#endif
+
 #define CB_OK 0
 #define CB_ERR -1
 #define CB_ERR_LEN 256 /* a good size for the err buffers passed below */
@@ -114,11 +122,11 @@ static_assert(offsetof(cb_header, length) == 12, "cb_header.length");
 static_assert(sizeof(cb_header) == CB_HEADER_SIZE, "cb_header size");
 
 /* Encode/decode a header as 16 little-endian bytes, whatever the host. */
-void cb_header_encode(const cb_header *h, unsigned char out[CB_HEADER_SIZE]);
-void cb_header_decode(const unsigned char in[CB_HEADER_SIZE], cb_header *h);
+CB_API void cb_header_encode(const cb_header *h, unsigned char out[CB_HEADER_SIZE]);
+CB_API void cb_header_decode(const unsigned char in[CB_HEADER_SIZE], cb_header *h);
 
 /* A header of this protocol version (magic and version filled in). */
-cb_header cb_header_make(uint8_t flags, uint32_t type_id, uint32_t seq, uint32_t length);
+CB_API cb_header cb_header_make(uint8_t flags, uint32_t type_id, uint32_t seq, uint32_t length);
 
 /* Results of cb_frame_parse besides the CB_E_* codes (which are > 0). */
 #define CB_PARSE_FRAME 0            /* a whole frame is in the buffer */
@@ -133,11 +141,11 @@ cb_header cb_header_make(uint8_t flags, uint32_t type_id, uint32_t seq, uint32_t
  *   CB_E_BAD_MAGIC, CB_E_BAD_VERSION, CB_E_TOO_LARGE (length > max_payload):
  *                       *h is filled (so its seq can be echoed), *frame_len 0.
  * Flags and type ids are not judged here. Pure: no I/O, no allocation. */
-int cb_frame_parse(const unsigned char *buf, size_t len, uint32_t max_payload,
-                   cb_header *h, size_t *frame_len);
+CB_API int cb_frame_parse(const unsigned char *buf, size_t len, uint32_t max_payload,
+                          cb_header *h, size_t *frame_len);
 
 /* "BAD_MAGIC" ... "OVERLOADED", or "UNKNOWN" for other codes. */
-const char *cb_error_name(int code);
+CB_API const char *cb_error_name(int code);
 
 /* ------------------------------------------------------------------------
  * Schema registry
@@ -180,8 +188,8 @@ typedef struct cb_server cb_server;
  * field inside the struct. Names and fields are copied. Clients learn the
  * types from HELLO, so register before clients connect. CB_OK / CB_ERR
  * (reason in cb_server_error()). */
-int cb_register_type(cb_server *s, uint32_t id, const char *name, size_t size,
-                     size_t align, const cb_field *fields, size_t nfields);
+CB_API int cb_register_type(cb_server *s, uint32_t id, const char *name, size_t size,
+                            size_t align, const cb_field *fields, size_t nfields);
 
 #define CB_REGISTER_STRUCT(s, id, T, fields) \
     cb_register_type((s), (id), #T, sizeof(T), _Alignof(T), (fields), \
@@ -189,7 +197,7 @@ int cb_register_type(cb_server *s, uint32_t id, const char *name, size_t size,
 
 /* The HELLO JSON for the types registered so far (not NUL-counted in *len;
  * the string is NUL-terminated). Owned by the server; NULL on OOM. */
-const char *cb_server_hello(cb_server *s, size_t *len);
+CB_API const char *cb_server_hello(cb_server *s, size_t *len);
 
 /* ------------------------------------------------------------------------
  * Requests and replies
@@ -208,15 +216,15 @@ typedef struct cb_request {
 typedef void (*cb_handler)(cb_server *s, const cb_request *req, void *user);
 
 /* Route requests of a registered type to handler (replaces an earlier one). */
-int cb_on(cb_server *s, uint32_t type_id, cb_handler handler, void *user);
+CB_API int cb_on(cb_server *s, uint32_t type_id, cb_handler handler, void *user);
 
 /* Answer req with one frame: flag REPLY, req's seq. Replies are never
  * dropped; a client whose queued output passes the hard cap (2 * out
  * buffer + max frame) is not reading and is disconnected. May be called
  * after the handler returned with a saved copy of req (data excluded).
  * CB_ERR if the client is gone or len > max_payload. */
-int cb_reply(cb_server *s, const cb_request *req, uint32_t type_id,
-             const void *data, size_t len);
+CB_API int cb_reply(cb_server *s, const cb_request *req, uint32_t type_id,
+                    const void *data, size_t len);
 
 #if defined(__GNUC__)
 #define CB_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -225,8 +233,8 @@ int cb_reply(cb_server *s, const cb_request *req, uint32_t type_id,
 #endif
 
 /* Answer req with ERROR code (flag REPLY, req's seq), message from fmt. */
-int cb_reply_error(cb_server *s, const cb_request *req, int32_t code,
-                   const char *fmt, ...) CB_PRINTF(4, 5);
+CB_API int cb_reply_error(cb_server *s, const cb_request *req, int32_t code,
+                          const char *fmt, ...) CB_PRINTF(4, 5);
 
 /* ------------------------------------------------------------------------
  * Streaming
@@ -236,13 +244,13 @@ int cb_reply_error(cb_server *s, const cb_request *req, int32_t code,
  * output cannot take the whole frame within its out buffer bound drops it
  * (never partially queued); its stream seq still advances (see the top of
  * this file). Returns the number of clients it was queued for. */
-int cb_stream(cb_server *s, uint32_t type_id, const void *data, size_t len);
+CB_API int cb_stream(cb_server *s, uint32_t type_id, const void *data, size_t len);
 
 /* True when at least one client has room for more stream data (its queued
  * output is at most half its bound). An app streaming "as fast as the
  * sockets take it" produces while this holds, then calls cb_server_poll,
  * which waits for clients' sockets to drain instead of spinning. */
-int cb_stream_wanted(const cb_server *s);
+CB_API int cb_stream_wanted(const cb_server *s);
 
 /* ------------------------------------------------------------------------
  * Server
@@ -253,24 +261,24 @@ int cb_stream_wanted(const cb_server *s);
 
 /* A new server; driver name and version go into HELLO and log lines.
  * NULL on allocation failure. */
-cb_server *cb_server_new(const char *driver, const char *version);
+CB_API cb_server *cb_server_new(const char *driver, const char *version);
 
 /* Closes every connection and the listener, unlinks the socket path. */
-void cb_server_free(cb_server *s);
+CB_API void cb_server_free(cb_server *s);
 
 /* Settings, before cb_server_listen. CB_ERR on a nonsense value. */
-int cb_server_set_max_clients(cb_server *s, size_t n);     /* >= 1 */
-int cb_server_set_out_buffer(cb_server *s, size_t bytes);  /* >= 4096 */
-int cb_server_set_max_payload(cb_server *s, uint32_t bytes); /* >= 64 */
-uint32_t cb_server_max_payload(const cb_server *s);
+CB_API int cb_server_set_max_clients(cb_server *s, size_t n);     /* >= 1 */
+CB_API int cb_server_set_out_buffer(cb_server *s, size_t bytes);  /* >= 4096 */
+CB_API int cb_server_set_max_payload(cb_server *s, uint32_t bytes); /* >= 64 */
+CB_API uint32_t cb_server_max_payload(const cb_server *s);
 
 /* Log lines (no trailing newline) go to fn if set, else to the FILE set by
  * cb_server_set_log_file (default stderr; NULL silences). One line per
  * connect, disconnect (with the client's dropped stream frames) and
  * protocol error, each naming the client id. */
 typedef void (*cb_log_fn)(void *user, const char *line);
-void cb_server_set_log(cb_server *s, cb_log_fn fn, void *user);
-void cb_server_set_log_file(cb_server *s, FILE *f);
+CB_API void cb_server_set_log(cb_server *s, cb_log_fn fn, void *user);
+CB_API void cb_server_set_log_file(cb_server *s, FILE *f);
 
 /* A safe state when nobody is connected: fn is called from cb_server_poll
  * when the last client has gone (closed, reset, dropped for not reading,
@@ -278,12 +286,12 @@ void cb_server_set_log_file(cb_server *s, FILE *f);
  * source when the notebook's kernel dies. Not called before the first
  * client. It may call any cb_ function. NULL turns it off. */
 typedef void (*cb_idle_fn)(cb_server *s, void *user);
-void cb_server_on_idle(cb_server *s, cb_idle_fn fn, void *user);
+CB_API void cb_server_on_idle(cb_server *s, cb_idle_fn fn, void *user);
 
 /* Listen on the Unix socket path, created mode 0600. An existing socket
  * with a live server refuses ("another server is listening on PATH"); a
  * stale one (ECONNREFUSED) or an empty regular file is replaced. */
-int cb_server_listen(cb_server *s, const char *path, char *err, size_t errlen);
+CB_API int cb_server_listen(cb_server *s, const char *path, char *err, size_t errlen);
 
 /* One round: wait up to timeout (negative: forever) for activity, then
  * accept, read, dispatch to handlers and write. Waits for POLLOUT on
@@ -291,12 +299,12 @@ int cb_server_listen(cb_server *s, const char *path, char *err, size_t errlen);
  * signal (EINTR), so the caller can check its stop flag; CB_ERR on a
  * failure of poll itself (cb_server_error). The _ns variant has
  * sub-millisecond timeouts (ppoll). */
-int cb_server_poll(cb_server *s, int timeout_ms);
-int cb_server_poll_ns(cb_server *s, int64_t timeout_ns);
+CB_API int cb_server_poll(cb_server *s, int timeout_ms);
+CB_API int cb_server_poll_ns(cb_server *s, int64_t timeout_ns);
 
 /* Make a blocked or the next cb_server_poll return at once. Async-signal
  * safe: a signal handler sets its stop flag, then calls this. */
-void cb_server_wakeup(cb_server *s);
+CB_API void cb_server_wakeup(cb_server *s);
 
 /* Counters. Frames offered = cb_stream calls; queued/dropped count
  * (frame, client) pairs. */
@@ -310,13 +318,13 @@ typedef struct cb_stats {
     uint64_t clients_refused; /* turned away: too many clients */
 } cb_stats;
 
-void cb_server_stats(const cb_server *s, cb_stats *st);
-size_t cb_server_clients(const cb_server *s);
+CB_API void cb_server_stats(const cb_server *s, cb_stats *st);
+CB_API size_t cb_server_clients(const cb_server *s);
 /* Stream frames dropped for one connected client; CB_ERR if no such id. */
-int cb_client_dropped(const cb_server *s, uint64_t client_id, uint64_t *dropped);
+CB_API int cb_client_dropped(const cb_server *s, uint64_t client_id, uint64_t *dropped);
 
 /* The last error of a call that has no err buffer. */
-const char *cb_server_error(const cb_server *s);
+CB_API const char *cb_server_error(const cb_server *s);
 
 #ifdef __cplusplus
 }

@@ -28,7 +28,9 @@
 #include <time.h>
 
 #define DEMO_NAME "cbridge-demo-driver"
-#define DEMO_VERSION "0.1.0"
+#ifndef DEMO_VERSION /* the package's version, from the build */
+#define DEMO_VERSION "0.0.0"
+#endif
 #define DEMO_DEFAULT_SOCKET "/tmp/cbridge-demo.sock"
 #define DEMO_MAX_RATE 10000000u      /* records per second */
 #define DEMO_NOMINAL_RATE 1000u      /* timebase of rate_hz = 0, records per second */
@@ -38,7 +40,7 @@
 #define DEMO_N DEMO_SAMPLES_PER_RECORD
 
 /* The field tables and their registration (demo_register) are generated from
- * demo_messages.h by `python -m cbridge_magics c-schema` (see the Makefile):
+ * demo_messages.h by `python -m cbridge_magics c-schema` (see CMakeLists.txt):
  * the same header the Python side compiles, so the two cannot drift. */
 
 /* ========================================================================

@@ -53,7 +53,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CStructError
+from ..errors import CBridgeError, CStructError
 from ..wire.layout import ALL_KEYS, compare
 
 if TYPE_CHECKING:
@@ -185,16 +185,43 @@ def compile_header(
     (``#include "other.h"``, as a compiler does for the file itself), never for ``<...>`` ones:
     /usr/include/linux has a stddef.h of its own that must not replace the system's.
 
-        ns = compile_header("c_driver/include/demo_messages.h")
+    A relative path that is not found from the current directory is looked for as a compiler
+    looks for an include: in ``include_dirs``, then in cbridge's own include directory (where
+    the demo driver's ``demo_messages.h`` is installed):
+
+        ns = compile_header("demo_messages.h")
         ns.Telemetry.size
     """
-    p = Path(path)
+    p = find_header(path, include_dirs)
     try:
         text = p.read_text()
     except OSError as e:
         raise CStructError(f"cannot read {p}: {e.strerror}") from None
     return _compile(text, [p.resolve().parent], cflags, include_dirs, name, force, verbose,
                     str(p), 1)
+
+
+def find_header(path: str | os.PathLike[str],
+                include_dirs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """``path`` itself if it exists (or is absolute); else the first of ``include_dirs`` and
+    cbridge's include directory that has it. CStructError, naming every place looked in, if
+    none does."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    dirs = [Path(d) for d in include_dirs]
+    try:
+        from ..config import include_dir
+
+        dirs.append(include_dir())
+    except CBridgeError:
+        pass  # a source tree on sys.path: no installed headers to look in
+    for d in dirs:
+        if (d / p).is_file():
+            return d / p
+    places = ", ".join([str(Path.cwd()), *map(str, dirs)])
+    raise CStructError(f"no header {str(path)!r} in {places}: give its path from the notebook's "
+                       "folder, or the folder it is in with -I DIR")
 
 
 def preload() -> None:

@@ -4,7 +4,7 @@
     #include <stdint.h>
     typedef struct { uint32_t op; double gain; } Command;
 
-    %cstruct --header c_driver/include/demo_messages.h -I c_driver/include
+    %cstruct --header demo_messages.h      # also found in -I dirs and cbridge's include dir
     %cstruct --clear-cache
 
 Flags that start with a dash go in with an equals sign or with a space inside the quotes:
@@ -54,7 +54,9 @@ class CStructMagics(Magics):
     @argument("-f", "--force", action="store_true", help="rebuild even if cached")
     @argument("-v", "--verbose", action="store_true",
               help="show the compiler's output and the build steps also on success")
-    @argument("--header", metavar="PATH", help="(line magic) compile this header file")
+    @argument("--header", metavar="PATH", help="(line magic) compile this header file; a "
+              "relative path not found here is looked for in the -I dirs, then in cbridge's "
+              "include dir (demo_messages.h)")
     @argument("--clear-cache", action="store_true", help="(line magic) empty the build cache")
     @line_cell_magic
     def cstruct(self, line: str, cell: str | None = None) -> None:
