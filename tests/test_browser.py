@@ -87,9 +87,11 @@ def run_all_cells(page) -> None:
                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))")
     for attempt in range(3):
         close_dialogs(page)
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
+            # A dialog JupyterLab opens meanwhile (a "Select Kernel" once, when the kernel it
+            # had just started went away) takes the clicks: close it, and try again.
+            page.get_by_role("menuitem", name="Run", exact=True).click(timeout=10_000)
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=10_000)
             page.wait_for_function(started, timeout=20_000)
             return
         except Exception as e:  # playwright's TimeoutError: try the menu once more
