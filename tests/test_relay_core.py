@@ -205,3 +205,34 @@ def test_frames_the_driver_dropped_for_the_relay_are_holes_the_client_is_told_of
     assert seqs == [0, 1, 7] and told == [(ErrorCode.OVERLOADED, "dropped 5 stream frames")]
     s = c.snapshot()
     assert (s.offered, s.dropped, s.delivered) == (8, 5, 3)
+
+
+def told_and_holes(c: Collecting) -> tuple[int, int]:
+    """What a client was told it lost (OVERLOADED) and the holes in its stream seq, as the Bridge
+    counts them."""
+    told = holes = 0
+    expected = None
+    for t, flags, seq, p in c.frames():
+        if flags & Flag.STREAM:
+            if expected is not None:
+                holes += (seq - expected) & 0xFFFFFFFF
+            expected = seq + 1
+        elif t == ControlType.ERROR:
+            told += int(parse_error(p)[1].split()[1])
+    return told, holes
+
+
+def test_the_drivers_drops_after_the_last_frame_are_told_with_the_hole_that_shows_them():
+    core = RelayCore(HELLO)
+    c = Collecting(core)
+    core.add_client(c)
+    notice = pack_error(ErrorCode.OVERLOADED, "dropped 5 stream frames")[16:]
+    stream(core, 3)
+    core.from_driver(ControlType.ERROR, 0, 0, notice)  # the stream stops after it
+    core.flush_clients()
+    assert told_and_holes(c) == (0, 0), "no frame after the drops: no hole, nothing told yet"
+    stream(core, 1)  # the stream goes on (a restarted driver, a new START)
+    core.flush_clients()
+    assert told_and_holes(c) == (5, 5)
+    s = c.snapshot()
+    assert (s.offered, s.dropped, s.delivered) == (9, 5, 4)

@@ -29,10 +29,11 @@ def test_soak(sock_path):
         assert t.answered > 0
     assert report.driver_kills == int(MINUTES) and report.client_kills >= int(MINUTES * 2)
     assert min(report.records_fast) > 0
-    # Every frame the relay dropped for the slow client was told to it, and every hole it saw
-    # was told. (Holes can be fewer: drops before its first frame or after its last show none.)
-    assert report.slow_told > 0 and report.slow_told == report.slow_relay_dropped
-    assert 0 < report.slow_gaps <= report.slow_told
+    # Every frame the relay dropped for the slow client was told to it, and shows as a hole in
+    # its stream: the drops are told with the frame after them (the relay holds a driver's late
+    # notice until the stream goes on).
+    assert report.slow_told > 0
+    assert report.slow_told == report.slow_relay_dropped == report.slow_gaps
     first, last = report.kernel_samples[0], report.kernel_samples[-1]
     assert last[1] <= first[1] + 4, report.kernel_samples  # descriptors flat
     if MINUTES >= 20:  # memory levels off after its warm-up (about 15 minutes on a 2-core VM)

@@ -76,6 +76,7 @@ class Client:
         self.stream_bytes = 0  # queued STREAM bytes: the part that may be dropped
         self.other_bytes = 0  # queued replies and notices: never dropped
         self.unreported = 0  # drops not yet told to the client
+        self.missed_pending = 0  # the driver's drops, made this client's at its next stream frame
         self.stream_seq = 0
         self.reader = FrameReader(core.max_payload)
         self.closed = False
@@ -93,6 +94,9 @@ class Client:
     # --- the queue -----------------------------------------------------------------------------
 
     def offer_stream(self, type_id: int, payload: bytes) -> None:
+        if self.missed_pending:
+            self._skip(self.missed_pending)
+            self.missed_pending = 0
         frame = pack_frame(type_id, self.stream_seq, payload, _STREAM)
         self.stream_seq = (self.stream_seq + 1) & 0xFFFFFFFF
         self.stats.offered += 1
@@ -108,8 +112,14 @@ class Client:
         self.stream_bytes += len(frame)
 
     def missed(self, frames: int) -> None:
-        """Stream frames the driver dropped for the relay itself: offered to this client and
-        dropped, so its stream seq skips them too, and the holes it sees match what it is told."""
+        """Stream frames the driver dropped for the relay itself. They become this client's drops
+        (its stream seq skips them, and it is told) just before its next stream frame, the one
+        that shows the hole: the driver's notice may come after the last frame of a stream that
+        then stops, and a drop told of with no frame after it is a hole the client never sees."""
+        self.missed_pending += frames
+
+    def _skip(self, frames: int) -> None:
+        """Offer ``frames`` stream frames to this client as dropped: its seq skips them."""
         self.stream_seq = (self.stream_seq + frames) & 0xFFFFFFFF
         self.stats.offered += frames
         self.stats.dropped += frames
