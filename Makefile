@@ -16,12 +16,12 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV) || { \
 	  apt-get update && apt-get install -y python3-venv python3-dev && $(PYTHON) -m venv $(VENV); }
 
-# Everything the build (scikit-build-core + CMake) reads: a change reinstalls the package.
+# Everything the build (scikit-build-core + CMake) reads, and the package's files (the editable
+# install maps each module to its file): a change reinstalls the package, reusing build/.
 BUILD_INPUTS := pyproject.toml CMakeLists.txt c_driver/CMakeLists.txt c_driver/cbridge.pc.in \
   c_driver/cbridgeConfig.cmake.in jupyter-config/cbridge_magics.json \
   $(wildcard cython_wrapper/*) $(wildcard c_driver/include/*.h c_driver/src/*.c c_driver/src/*.h) \
-  $(wildcard cbridge_magics/cstruct/*.py cbridge_magics/cstruct/*.pyx \
-             cbridge_magics/cstruct/*.pxd cbridge_magics/cstruct/*.h)
+  $(shell find cbridge_magics -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h')
 BUILD_REQUIRES := "scikit-build-core>=0.10" "cython>=3.0" "cython-cmake>=0.2" "pycparser>=3.0"
 
 # The checkout is installed as users get it, editable: CMake builds the compiled modules,
