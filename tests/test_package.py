@@ -27,6 +27,7 @@ import pytest
 
 import cbridge_magics
 from cbridge_magics.testing import ROOT
+from package_scripts import CMAKE_PROJECT, DRIVE_MINIMAL, KERNEL_SESSION, SERVER_SESSION
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -219,36 +220,6 @@ def test_cbridge_config_answers_as_python_m_cbridge_magics_config(venv: Venv) ->
     assert bad.returncode == 2 and "unrecognized arguments: --nonsense" in bad.stderr
 
 
-KERNEL_SESSION = """
-    import sys, tempfile
-    from pathlib import Path
-    from cbridge_magics.testing import DriverProcess, Kernel, demo_driver
-
-    sock = Path(tempfile.mkdtemp()) / "d.sock"
-    with DriverProcess(demo_driver(), sock) as d:
-        k = Kernel(cwd=sys.argv[1])
-        try:
-            out = k.run("%load_ext cbridge_magics\\n%cstruct --header demo_messages.h",
-                        timeout=180)["stdout"]
-            print("CSTRUCT", out.strip())
-            out = k.run(f"%cbridge connect {d.url}")["stdout"]
-            print("CONNECT", out.strip().splitlines()[0])
-            res = k.run("%cbridge send Command(op=DEMO_OP_START, frequency_hz=5.0, amplitude=1.0,"
-                        " rate_hz=200, batch=10)")
-            shown = [m["content"]["data"].get("text/plain", "") for m in res["outputs"]
-                     if m["msg_type"] in ("display_data", "execute_result")]
-            print("SEND", " ".join(shown + [res["stdout"]]).replace("\n", " "))
-            k.run("%cbridge plot Telemetry.samples --fps 5\\n%cbridge wait 1.5")
-            pngs = [m for m in k.messages if m["msg_type"] in ("display_data",
-                    "update_display_data") and "image/png" in m["content"]["data"]]
-            print("PLOT", len(pngs))
-            print("RECORDS", k.value("bridge.stats()['types']['Telemetry']['records']"))
-            print("MODULE", k.value("__import__('cbridge_magics').__file__"))
-        finally:
-            k.shutdown()
-"""
-
-
 def test_the_magics_in_a_real_kernel_against_the_bundled_driver(venv: Venv) -> None:
     lines = dict(line.split(" ", 1) for line in
                  venv.script(KERNEL_SESSION, venv.work).splitlines() if " " in line)
@@ -259,27 +230,6 @@ def test_the_magics_in_a_real_kernel_against_the_bundled_driver(venv: Venv) -> N
     assert lines["MODULE"].strip("'").startswith(str(venv.root)), lines
 
 
-SERVER_SESSION = """
-    import sys, tempfile
-    from pathlib import Path
-    from cbridge_magics import connect
-    from cbridge_magics.testing import DriverProcess, JupyterServerProcess, demo_driver
-
-    work = Path(tempfile.mkdtemp())
-    with DriverProcess(demo_driver(), work / "d.sock") as d:
-        # enable=False: the server config names only the drivers; the install enabled it
-        s = JupyterServerProcess(work / "server", {"demo": d.url}, enable=False)
-        try:
-            print("DRIVERS", s.get_json("cbridge/api/drivers"))
-            b = connect(f"{s.ws}cbridge/drivers/demo/ws", token=s.TOKEN)
-            status = b.request(b.types["Command"](op=0))
-            print("STATUS", type(status).__name__, status.code)
-            b.close()
-        finally:
-            s.stop()
-"""
-
-
 def test_jupyter_server_has_the_extension_enabled_by_the_install(venv: Venv) -> None:
     listed = venv.run(venv.bin("jupyter"), "server", "extension", "list")
     text = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)  # no colours
@@ -288,34 +238,6 @@ def test_jupyter_server_has_the_extension_enabled_by_the_install(venv: Venv) -> 
     out = venv.script(SERVER_SESSION)
     assert "STATUS Status 0" in out, out
     assert "'demo'" in out
-
-
-CMAKE_PROJECT = """
-cmake_minimum_required(VERSION 3.21)
-project(minimal_user C)
-find_package(cbridge CONFIG REQUIRED)
-add_executable(minimal-cmake minimal.c minimal_schema.c)
-target_include_directories(minimal-cmake PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(minimal-cmake PRIVATE cbridge::cbridge)
-add_executable(minimal-cmake-static minimal.c minimal_schema.c)
-target_include_directories(minimal-cmake-static PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(minimal-cmake-static PRIVATE cbridge::cbridge_static)
-"""
-
-DRIVE_MINIMAL = """
-    import sys
-    from cbridge_magics import connect, cstruct
-    from cbridge_magics.testing import DriverProcess
-
-    ns = cstruct.compile_header(sys.argv[1])
-    for binary in sys.argv[2:]:
-        with DriverProcess(binary, binary + ".sock") as d:
-            b = connect(d.url, reconnect=False)
-            b.register(*b.match(ns.classes.values()).matching)
-            ack = b.request(ns.Setpoint(celsius=30.0, rate_hz=100))
-            print(binary.rsplit("/", 1)[-1], b.schema.driver, type(ack).__name__, ack.celsius)
-            b.close()
-"""
 
 
 def test_a_c_program_builds_against_the_installed_library_three_ways(venv: Venv) -> None:
