@@ -53,8 +53,10 @@ def execute(notebook: Path, out: Path, kernel: str | None, timeout: int = 180) -
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=timeout, km=_kernel_manager(kernel),
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    client = NotebookClient(nb, timeout=timeout, km=_kernel_manager(kernel),
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    client.owns_km = True  # its kernel, made here, is shut down and its channels closed by nbclient
+    client.execute()
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / notebook.name)
     body, _ = HTMLExporter().from_notebook_node(nb)

@@ -19,7 +19,7 @@ KERNEL_SESSION = """
                         " rate_hz=200, batch=10)")
             shown = [m["content"]["data"].get("text/plain", "") for m in res["outputs"]
                      if m["msg_type"] in ("display_data", "execute_result")]
-            print("SEND", " ".join(shown + [res["stdout"]]).replace("\n", " "))
+            print("SEND", " ".join(shown + [res["stdout"]]).replace("\\n", " "))
             k.run("%cbridge plot Telemetry.samples --fps 5\\n%cbridge wait 1.5")
             pngs = [m for m in k.messages if m["msg_type"] in ("display_data",
                     "update_display_data") and "image/png" in m["content"]["data"]]

@@ -238,9 +238,13 @@ def test_the_magics_connect_plot_and_report_a_raw_link(unix_program, cstruct_cac
                  what="records in the kernel")
         status = k.run("%cbridge status")["stdout"]
         assert "Measurement" in status and "plot" in status
-        refused = k.run("%cbridge send BareCommand(op=2)", allow_error=True)
-        assert "pairs a reply with its request" in refused["stdout"] + refused["stderr"] + \
-            str(refused["reply"].get("evalue"))
+        # send on a raw link just sends: nothing there pairs a reply with a request
+        sent = k.run("%cbridge send BareCommand(op=2)  # STOP")["stdout"]
+        assert "sent BareCommand" in sent and "no replies" in sent, sent
+        wait_for(lambda: "stop\n" in unix_program.log(), timeout=5, what="the STOP to arrive")
+        wrong = k.run("%cbridge send Measurement()", allow_error=True)
+        assert wrong["reply"]["ename"] == "UsageError" and "takes BareCommand" in \
+            wrong["reply"]["evalue"]
         k.run("%cbridge disconnect")
     finally:
         k.shutdown()

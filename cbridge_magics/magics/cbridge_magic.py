@@ -128,8 +128,8 @@ class CBridgeMagics(Magics):
     def cbridge(self, line: str) -> Any:
         command, _, rest = line.strip().partition(" ")
         if command == "send" and rest.strip() not in ("-h", "--help"):
-            return self._send(*commands.split_send(rest))
-        if not command:
+            return self._send(*commands.split_send(rest))  # Python: its comments are Python's
+        if not command or command.startswith("#"):
             raise UsageError(f"%cbridge needs a subcommand: {', '.join(commands.NAMES)} "
                              "(see %cbridge help)")
         args = commands.parse(line)
@@ -231,6 +231,14 @@ class CBridgeMagics(Magics):
             raise UsageError(f"cannot evaluate {expr!r}: {type(e).__name__}: {e}{hint}") from None
         if not hasattr(type(obj), "__layout__"):
             raise UsageError(f"{expr} is of type {type(obj).__name__}, not a struct instance")
+        if b.raw:  # a bare-struct program pairs no reply with a request: send, then read
+            try:
+                b.send(obj)
+            except TypeError as e:  # not the class the link sends
+                raise UsageError(str(e)) from None
+            print(f"sent {type(obj).__name__} ({len(bytes(obj))} bytes; a raw link has no "
+                  "replies: its answers arrive in the stream)")
+            return None
         if no_reply:
             seq = b.send(obj)
             print(f"sent {type(obj).__name__} (seq {seq})")

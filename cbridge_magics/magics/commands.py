@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
-from IPython.utils.process import arg_split
+
+from .line import split
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,8 @@ def help_text(topic: str | None = None) -> str:
 
 def parse(line: str) -> argparse.Namespace:
     """A %cbridge line (not send) -> its arguments; UsageError on bad use."""
-    # POSIX splitting, so --title "two words" arrives without its quotes.
-    words = arg_split(line, posix=True)
+    # POSIX splitting, so --title "two words" arrives without its quotes; a comment is dropped.
+    words = split(line)
     if words and words[0] in SUBPARSERS and ("-h" in words[1:] or "--help" in words[1:]):
         return argparse.Namespace(command="help", topic=words[0])
     return PARSER.parse_args(words)

@@ -20,6 +20,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import cstruct
+from .line import strip_comment
 
 
 def _unquote(value: str) -> str:
@@ -72,7 +73,10 @@ class CStructMagics(Magics):
 
             f = Frame(id=1, t=0.5); bytes(f); Frame.unpack(bytes(f)); Frame.dtype; N_SAMPLES
         """
-        args = parse_argstring(self.cstruct, line)
+        try:  # quotes kept (see _unquote): -c "-DN=8" must not read as an option
+            args = parse_argstring(self.cstruct, strip_comment(line))
+        except ValueError as e:  # an unclosed quote
+            raise UsageError(f"cannot read this line ({e}): {line!r}") from None
         if args.clear_cache:
             if cell is not None or args.header:
                 raise UsageError("--clear-cache takes no cell and no header")
