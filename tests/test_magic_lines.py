@@ -44,7 +44,7 @@ def test_a_pasted_cell_with_comments_runs_through(ip, driver, tmp_path):
     cell = f"""
 %cstruct --header demo_messages.h                 # Command, Status, Telemetry: the demo's
 %cbridge connect {driver.url} --as b       # the Bridge is bound as `b`, isn't it
-%cbridge send Command(op=DEMO_OP_START, rate_hz=200, batch=10)  # it's Python here
+%cbridge send Command(op=DEMO_OP_START, frequency_hz=5.0, amplitude=1.0, rate_hz=200, batch=10)  # it's Python
 %cbridge plot Telemetry.samples --time t0:dt --fps 5   # x in seconds, as the README's
 %cbridge status                                    # state, records and drops
 %cbridge record {tmp_path / 'run.cbrec'}          # or rec = b.record(...)

@@ -19,6 +19,7 @@ from IPython.core.error import UsageError
 def strip_comment(line: str) -> str:
     """``line`` without its trailing comment (and the spaces before it)."""
     quote = None
+    word_start = True  # after an unescaped space (or at the start): where a comment may begin
     i = 0
     while i < len(line):
         ch = line[i]
@@ -30,9 +31,10 @@ def strip_comment(line: str) -> str:
         elif ch in "'\"":
             quote = ch
         elif ch == "\\":
-            i += 1  # an escaped character is never a quote or a comment
-        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            i += 1  # an escaped character is never a quote, a space or a comment
+        elif ch == "#" and word_start:
             return line[:i].rstrip()
+        word_start = quote is None and ch.isspace()
         i += 1
     return line
 
