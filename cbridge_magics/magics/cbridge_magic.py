@@ -22,7 +22,8 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Float, Int, Unicode, observe
 
 from .. import cstruct, switch_interval
-from . import commands
+from ..errors import CBridgeError
+from . import commands, failures
 from .thread_log import ThreadLog
 
 
@@ -127,13 +128,17 @@ class CBridgeMagics(Magics):
     @line_magic
     def cbridge(self, line: str) -> Any:
         command, _, rest = line.strip().partition(" ")
-        if command == "send" and rest.strip() not in ("-h", "--help"):
-            return self._send(*commands.split_send(rest))  # Python: its comments are Python's
-        if not command or command.startswith("#"):
-            raise UsageError(f"%cbridge needs a subcommand: {', '.join(commands.NAMES)} "
-                             "(see %cbridge help)")
-        args = commands.parse(line)
-        return getattr(self, f"_{args.command}")(args)
+        try:
+            if command == "send" and rest.strip() not in ("-h", "--help"):
+                return self._send(*commands.split_send(rest))  # Python: its comments are Python's
+            if not command or command.startswith("#"):
+                raise UsageError(f"%cbridge needs a subcommand: {', '.join(commands.NAMES)} "
+                                 "(see %cbridge help)")
+            args = commands.parse(line)
+            return getattr(self, f"_{args.command}")(args)
+        except CBridgeError as e:  # expected: one message and the next step, not a traceback
+            failures.briefly(e, self.shell, command)
+            raise
 
     def _help(self, args: argparse.Namespace) -> None:
         print(commands.help_text(args.topic))

@@ -20,6 +20,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import cstruct
+from ..errors import CStructError
+from . import failures
 from .line import strip_comment
 
 
@@ -85,16 +87,20 @@ class CStructMagics(Magics):
             return
         options = dict(cflags=_unquote(args.cflags), include_dirs=[_unquote(d) for d in args.include],
                        name=args.name, force=args.force, verbose=args.verbose)
-        if cell is None:
-            if not args.header:
-                raise UsageError("%cstruct needs --header PATH (or --clear-cache); "
-                                 "use %%cstruct for a cell of declarations")
-            defs = cstruct.compile_header(_unquote(args.header), **options)
-        else:
-            if args.header:
-                raise UsageError("--header is for the line magic %cstruct, not for a %%cstruct cell")
-            # Line 1 of the cell is the %%cstruct line: the source starts on line 2.
-            defs = cstruct.compile(cell, filename="<cstruct cell>", first_line=2, **options)
+        try:
+            if cell is None:
+                if not args.header:
+                    raise UsageError("%cstruct needs --header PATH (or --clear-cache); "
+                                     "use %%cstruct for a cell of declarations")
+                defs = cstruct.compile_header(_unquote(args.header), **options)
+            else:
+                if args.header:
+                    raise UsageError("--header is for the line magic %cstruct, not for a %%cstruct cell")
+                # Line 1 of the cell is the %%cstruct line: the source starts on line 2.
+                defs = cstruct.compile(cell, filename="<cstruct cell>", first_line=2, **options)
+        except CStructError as e:  # the compiler's words on the cell's lines, no traceback
+            failures.briefly(e, self.shell, "cstruct")
+            raise
         self.shell.push(dict(defs))
         if args.name:
             self.shell.push({args.name: defs})
