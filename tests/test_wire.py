@@ -138,6 +138,9 @@ def test_schema_record_class():
         Command.unpack(raw + b"\0")
     with pytest.raises(AttributeError):
         c.nope = 1
+    with pytest.raises(TypeError, match=r"Command has no field 'opp' \(did you mean 'op'\?\); "
+                                        "its fields: op, gain, v"):
+        Command(opp=1)
     arr = np.frombuffer(raw * 3, Command.dtype)
     assert list(arr["op"]) == [3, 3, 3]
 

@@ -182,10 +182,8 @@ class _Gen:
         i = rec.index
         params: list[str] = []
         body: list[str] = []
-        extra = False
         for k, m in enumerate(rec.members):
             if not _plain(m.name):
-                extra = True
                 continue
             params.append(f"{m.name}=None")
             ptr = f"self._cb_p + cb_o{i}_{k}"
@@ -199,13 +197,11 @@ class _Gen:
             else:
                 store = f"self.{m.name} = {m.name}"
             body += [f"if {m.name} is not None:", f"    {store}"]
-        sig = "".join(f", {p}" for p in params)
-        if extra:
-            sig += ", **_cb_kw"
-            body += ["if _cb_kw:", "    _set_fields(self, _cb_kw)"]
-        if params:
-            sig = ", *" + sig
-        return sig, body
+        # **_cb_kw takes the fields that cannot be parameters (keywords, class attribute names),
+        # and turns a misspelt one into an error that names the class's fields
+        sig = "".join(f", {p}" for p in params) + ", **_cb_kw"
+        body += ["if _cb_kw:", "    _set_fields(self, _cb_kw)"]
+        return ", *" + sig if params else sig, body
 
     def setup_line(self, rec: Record) -> str:
         i = rec.index

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ProtocolError
-from .runtime import byte_array, struct_repr
+from .runtime import byte_array, no_field, struct_repr
 
 # The numpy spelling of the C types a schema names; anything else is kept as raw bytes.
 _NUMPY_OF_CTYPE = {
@@ -68,6 +68,8 @@ class SchemaRecord:
     def __init__(self, **values: Any) -> None:
         object.__setattr__(self, "_rec", np.zeros((), self.dtype))
         for name, value in values.items():
+            if name not in self.dtype.names:
+                raise no_field(type(self).__name__, name, self.dtype.names)
             setattr(self, name, value)
 
     @classmethod

@@ -11,6 +11,8 @@ paths where Python is fast enough (repr, to_dict, pickling, coercions, error mes
 
 from __future__ import annotations
 
+import difflib
+
 import functools
 import importlib
 import inspect
@@ -245,12 +247,21 @@ def _records(value: Any, nested: type, shape: tuple[int, ...], cls: type, k: int
 
 
 def set_fields(obj: Any, values: Mapping[str, Any]) -> None:
-    """Keyword fields that cannot be parameters (Python keywords, class attribute names)."""
-    names = {f[0] for f in _INFO[type(obj)].fields}
+    """Keyword fields that cannot be parameters (Python keywords, class attribute names); a name
+    that is no field is a TypeError naming the class's fields and the closest one."""
+    names = [f[0] for f in _INFO[type(obj)].fields]
     for name, value in values.items():
         if name not in names:
-            raise TypeError(f"{type(obj).__name__}() got an unexpected keyword argument '{name}'")
+            raise no_field(type(obj).__name__, name, names)
         setattr(obj, name, value)
+
+
+def no_field(owner: str, name: str, names: Sequence[str]) -> TypeError:
+    """The error for a keyword that is no field: the class's fields, and the closest one."""
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return TypeError(f"{owner} has no field {name!r}{hint}; its fields: "
+                     f"{', '.join(names) or 'none'}")
 
 
 def _fields(obj: Any) -> list[str]:
