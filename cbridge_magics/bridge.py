@@ -42,7 +42,7 @@ from .history import History
 from .switch_interval import hold_switch_interval, release_switch_interval
 from .typemap import Subscriber, TypeEntry, TypeMap
 from .wire._wire import FrameReader
-from .wire.codes import DEFAULT_MAX_PAYLOAD, MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
+from .wire.codes import MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
 from .wire.frames import pack_frame, pack_subscribe, parse_dropped, parse_error
 from .wire.hello import Schema, parse_hello
 from .wire.layout import LayoutReport, layout_of
@@ -59,6 +59,9 @@ _SUBSCRIBE = int(ControlType.SUBSCRIBE)
 _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
 CLOSE_LINGER = 1.0  # seconds close() waits for the other end to close after our last frames
 ERRORS_LOGGED_PER_SECOND = 5  # the rest are counted: a flood of ERROR frames never floods a log
+# The largest frame payload a Bridge takes unless told otherwise: a driver may raise its limit
+# (cb_server_set_max_payload, for camera frames and other big records) up to this.
+MAX_PAYLOAD_BOUND = 64 << 20
 
 
 class State(str, enum.Enum):
@@ -106,6 +109,7 @@ class Bridge:
         send: type | None = None,
         streams: Iterable[str] | None = None,
         ca_file: str | None = None,
+        max_payload: int = MAX_PAYLOAD_BOUND,
     ) -> None:
         if history < 0:
             raise ValueError("history must be >= 0")
@@ -129,6 +133,8 @@ class Bridge:
         self.reconnect = reconnect
         self.connect_timeout = timeout
         self.backoff = backoff
+        # The largest frame payload this Bridge takes; the driver's HELLO says its own limit.
+        self.max_payload = max_payload
         self.state = State.CONNECTING
         self.reconnects = 0
         self.dropped_frames = 0  # stream frames the driver told us it dropped for us (OVERLOADED)
@@ -174,7 +180,9 @@ class Bridge:
         transport = transport_for(self.url, token=self.token, ca_file=self.ca_file)
         transport.open(self.connect_timeout)
         try:
-            reader = FrameReader(DEFAULT_MAX_PAYLOAD)
+            # Read the HELLO (and what came with it) allowing up to our bound, then hold frames
+            # to the limit the driver announced.
+            reader = FrameReader(self.max_payload)
             try:
                 frames = transport.read(reader, timeout=self.connect_timeout)
             except TimeoutError:
@@ -186,6 +194,12 @@ class Bridge:
             if type_id != _HELLO:
                 raise ProtocolError(f"{self.name} sent type {type_id} before its HELLO")
             schema = parse_hello(payload)
+            if schema.max_payload > self.max_payload:
+                raise DriverUnavailable(
+                    f"{self.name} sends frames of up to {schema.max_payload} bytes, more than "
+                    f"this Bridge takes ({self.max_payload}): connect with "
+                    f"max_payload={schema.max_payload} (%cbridge connect --max-payload)")
+            reader.limit(schema.max_payload)
             self._types.check(schema)
             return transport, reader, schema, frames[1:]
         except BaseException:
@@ -721,6 +735,7 @@ def connect(
     streams: Iterable[str] | None = None,
     ca_file: str | None = None,
     backoff: tuple[float, float] = (0.05, 2.0),
+    max_payload: int = MAX_PAYLOAD_BOUND,
 ) -> Bridge:
     """Connect to a driver and start the reader thread.
 
@@ -731,6 +746,9 @@ def connect(
 
     ``streams`` names the only stream types wanted (SUBSCRIBE; see ``Bridge.streams``).
     A ``wss://`` server's certificate is verified, against ``ca_file`` when given.
+    The driver's HELLO says how large its frames may be (1 MiB unless it raised its limit);
+    ``max_payload`` bounds what this Bridge accepts (64 MiB). ``history`` is the records kept
+    per streamed type, at most 256 MiB of them (a type of big records keeps fewer).
     ``raw+unix:///path`` and ``raw+tcp://host:port`` reach a program that speaks bare structs:
     it sends records of ``recv`` and takes records of ``send`` (no header, no HELLO; the layout
     is the one the classes were compiled with). ``request()`` is refused there.
@@ -740,7 +758,7 @@ def connect(
     """
     bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout,
                     token=token, recv=recv, send=send, streams=streams, ca_file=ca_file,
-                    backoff=backoff)
+                    backoff=backoff, max_payload=max_payload)
     bridge._start()
     return bridge
 

@@ -16,12 +16,18 @@ import threading
 import numpy as np
 
 
-class History:
-    """The latest ``capacity`` records of one type, in arrival order (a ring of numpy records)."""
+# A type's ring never holds more than this: a type of big records (2 MiB camera frames) keeps
+# fewer of them than the record count asked for, instead of failing to allocate.
+MAX_BYTES = 256 << 20
 
-    def __init__(self, dtype: np.dtype, capacity: int) -> None:
+
+class History:
+    """The latest ``capacity`` records of one type, in arrival order (a ring of numpy records),
+    at most ``max_bytes`` of them (``capacity`` is lowered to fit, to one record at least)."""
+
+    def __init__(self, dtype: np.dtype, capacity: int, max_bytes: int = MAX_BYTES) -> None:
         self.dtype = dtype
-        self.capacity = capacity
+        self.capacity = min(capacity, max(1, max_bytes // max(1, dtype.itemsize)))
         self.total = 0  # records ever appended
         self._buf: np.ndarray | None = None  # allocated on first use: most types never stream
         self._next = 0

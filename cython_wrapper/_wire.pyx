@@ -16,7 +16,7 @@ read. ``feed(data)`` does both for bytes that arrived some other way (a WebSocke
 
 from libc.errno cimport errno, EINTR
 from libc.stdint cimport uint8_t, uint32_t, UINT32_MAX
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -74,6 +74,22 @@ cdef class FrameReader:
 
     def __dealloc__(self):
         free(self.buf)
+
+    def limit(self, uint32_t max_payload):
+        """Judge frames against ``max_payload`` from now on, the buffer resized to fit it and the
+        bytes held kept (a client learns the driver's limit from its HELLO, with what followed
+        it possibly read already)."""
+        cdef Py_ssize_t cap = CB_HEADER_SIZE + <Py_ssize_t>max_payload + READ_CHUNK
+        cdef uint8_t *buf
+        self._compact()
+        if cap < self.end:
+            cap = self.end
+        buf = <uint8_t *>realloc(self.buf, cap)
+        if buf == NULL:
+            raise MemoryError()
+        self.buf = buf
+        self.cap = cap
+        self.max_payload = max_payload
 
     @property
     def pending(self):

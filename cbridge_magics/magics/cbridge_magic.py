@@ -157,7 +157,7 @@ class CBridgeMagics(Magics):
             b = connect(args.url, history=args.history, reconnect=not args.no_reconnect,
                         backoff=(0.05, self.backoff_cap),
                         timeout=args.timeout, token=args.token, streams=streams,
-                        ca_file=args.ca_file, **raw)
+                        ca_file=args.ca_file, max_payload=args.max_payload, **raw)
         except ValueError as e:
             raise UsageError(str(e)) from None
         self.close()  # connecting again replaces the old connection, once the new one stands

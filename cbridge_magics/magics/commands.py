@@ -45,6 +45,9 @@ def _connect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reconnect", action="store_true", help="do not reconnect when the driver goes")
     p.add_argument("--timeout", type=float, default=5.0,
                    help="seconds to wait for the driver's HELLO (default: 5)")
+    p.add_argument("--max-payload", type=int, metavar="BYTES", default=64 << 20,
+                   help="the largest frame taken, for a driver that raised its limit "
+                   "(default: 67108864)")
 
 
 def _send(p: argparse.ArgumentParser) -> None:
