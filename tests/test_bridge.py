@@ -246,6 +246,7 @@ def test_the_layout_report_matches_every_driver_type(driver, bridge):
     assert [str(d) for d in diffs] == ["Command.frequency_hz: offset is 12 here but 8 in the driver",
                                        "Command.batch: the driver has this field, this side does not"]
     assert "LAYOUT MISMATCH" in str(report) and "layout matches" in str(report)
+    assert "refused for sending" in str(report) and "decoded with the driver's layout" in str(report)
     with pytest.raises(LayoutMismatch, match="frequency_hz"):
         bridge.register(Status, Wrong)
     assert bridge.types["Status"] is not Status, "a refused register registers none of them"

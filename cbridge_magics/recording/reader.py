@@ -137,7 +137,8 @@ class Recording:
 
     @property
     def types(self) -> list[str]:
-        """The names of every type in the recording's schemas."""
+        """The names of every type in the recording's schemas: the driver's types, whether or
+        not the file holds records of them (``len(records(name))`` says how many)."""
         return list(dict.fromkeys(t.name for s in self.schemas for t in s.types))
 
     @property

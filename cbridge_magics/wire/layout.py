@@ -116,7 +116,9 @@ class TypeMatch:
         if self.status == "schema-built":
             return "schema-built class (no compiled class of that name)"
         if self.status == "mismatch":
-            return f"LAYOUT MISMATCH, will not send or decode it: {self.differences[0]}"
+            return (f"LAYOUT MISMATCH: {self.differences[0]}; your class is refused for sending "
+                    "(LayoutMismatch), and what the driver sends of this type is decoded with "
+                    "the driver's layout (a schema-built class)")
         return "layout matches your compiled class"
 
 
