@@ -25,6 +25,12 @@ KERNEL_SESSION = """
                     "update_display_data") and "image/png" in m["content"]["data"]]
             print("PLOT", len(pngs))
             print("RECORDS", k.value("bridge.stats()['types']['Telemetry']['records']"))
+            k.run("%cbridge panel Command --choices op=DEMO_OP_\n%cbridge console")
+            print("WIDGETS", k.value("type(panel).__name__ + ' ' + type(console).__name__"))
+            k.run("%cbridge record run.cbrec --types Telemetry\n%cbridge wait 0.5\n"
+                  "%cbridge record --stop")
+            print("RECORDED", k.value("len(__import__('cbridge_magics.recording', fromlist=['x'])"
+                                      ".open('run.cbrec').records('Telemetry'))"))
             print("MODULE", k.value("__import__('cbridge_magics').__file__"))
         finally:
             k.shutdown()

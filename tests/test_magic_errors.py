@@ -54,3 +54,18 @@ def test_xmode_verbose_brings_the_traceback_back(kernel):
 def test_usage_errors_stay_usage_errors(kernel):
     res = kernel.run("%cbridge send Command(op=0)", allow_error=True)
     assert res["reply"]["ename"] == "UsageError" and "not connected" in res["reply"]["evalue"]
+
+
+def test_a_refusal_and_a_layout_that_differs(kernel, driver):
+    kernel.run(f"%cbridge connect {driver.url} --as b")
+    try:
+        err = failure(kernel, "%cbridge send Command(op=DEMO_OP_START)  # no frequency")
+        assert err["ename"] == "DriverError" and "BAD_REQUEST" in err["traceback"][0]
+        assert "The driver refused it" in err["traceback"][1] and len(err["traceback"]) == 3
+        kernel.run("%%cstruct -n wrong\n#include <stdint.h>\n"
+                   "typedef struct { uint32_t op; double frequency_hz; } Command;")
+        err = failure(kernel, "%cbridge send Command(op=0)")
+        assert err["ename"] == "LayoutMismatch"
+        assert "compile the header the driver was built from" in err["traceback"][1]
+    finally:
+        kernel.run("%cbridge disconnect")
