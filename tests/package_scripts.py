@@ -25,9 +25,9 @@ KERNEL_SESSION = """
                     "update_display_data") and "image/png" in m["content"]["data"]]
             print("PLOT", len(pngs))
             print("RECORDS", k.value("bridge.stats()['types']['Telemetry']['records']"))
-            k.run("%cbridge panel Command --choices op=DEMO_OP_\n%cbridge console")
+            k.run("%cbridge panel Command --choices op=DEMO_OP_\\n%cbridge console")
             print("WIDGETS", k.value("type(panel).__name__ + ' ' + type(console).__name__"))
-            k.run("%cbridge record run.cbrec --types Telemetry\n%cbridge wait 0.5\n"
+            k.run("%cbridge record run.cbrec --types Telemetry\\n%cbridge wait 0.5\\n"
                   "%cbridge record --stop")
             print("RECORDED", k.value("len(__import__('cbridge_magics.recording', fromlist=['x'])"
                                       ".open('run.cbrec').records('Telemetry'))"))
@@ -43,6 +43,12 @@ SERVER_SESSION = """
     from cbridge_magics.testing import DriverProcess, JupyterServerProcess, demo_driver
 
     work = Path(tempfile.mkdtemp())
+    # configured with nothing: the extension is on, and serves an empty driver list
+    s = JupyterServerProcess(work / "bare", {}, enable=False)
+    try:
+        print("BARE", s.get_json("cbridge/api/drivers"))
+    finally:
+        s.stop()
     with DriverProcess(demo_driver(), work / "d.sock") as d:
         # enable=False: the server config names only the drivers; the install enabled it
         s = JupyterServerProcess(work / "server", {"demo": d.url}, enable=False)

@@ -238,6 +238,7 @@ def test_jupyter_server_has_the_extension_enabled_by_the_install(venv: Venv) -> 
     assert f"cbridge_magics {VERSION} OK" in text, text
     out = venv.script(SERVER_SESSION)
     assert "STATUS Status 0" in out, out
+    assert "BARE {'drivers': []}" in out, out
     assert "'demo'" in out
 
 
