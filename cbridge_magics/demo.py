@@ -28,15 +28,14 @@ from .testing import DriverProcess
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
-def _kernel_manager(kernel: str | None):
+def _kernel_manager(kernel: str | None, specs: Path):
     """A kernel of ``kernel``'s spec, or (None) of this very Python, whatever kernelspecs the
-    machine has: a spec written for the run names sys.executable."""
+    machine has: a spec written into ``specs`` for the run names sys.executable."""
     from jupyter_client import KernelManager
     from jupyter_client.kernelspec import KernelSpecManager
 
     if kernel is not None:
         return KernelManager(kernel_name=kernel)
-    specs = Path(tempfile.mkdtemp(prefix="cbridge-demo-kernel-"))
     (specs / "this-python").mkdir()
     (specs / "this-python" / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -53,10 +52,11 @@ def execute(notebook: Path, out: Path, kernel: str | None, timeout: int = 180) -
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, km=_kernel_manager(kernel),
-                            resources={"metadata": {"path": str(notebook.parent)}})
-    client.owns_km = True  # its kernel, made here, is shut down and its channels closed by nbclient
-    client.execute()
+    with tempfile.TemporaryDirectory(prefix="cbridge-demo-kernel-") as specs:
+        client = NotebookClient(nb, timeout=timeout, km=_kernel_manager(kernel, Path(specs)),
+                                resources={"metadata": {"path": str(notebook.parent)}})
+        client.owns_km = True  # the kernel made here is shut down, its channels closed, by nbclient
+        client.execute()
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / notebook.name)
     body, _ = HTMLExporter().from_notebook_node(nb)

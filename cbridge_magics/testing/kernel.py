@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+
 class Kernel:
     """One real kernel process (jupyter_client); ``run(code)`` executes a cell and returns its
     reply and IOPub messages.

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout, when run from one
 
 

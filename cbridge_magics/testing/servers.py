@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .processes import demo_driver, wait_for
 
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as s:
