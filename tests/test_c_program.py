@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import cbridge_magics
-from cbridge_magics import DriverError, connect, cstruct
+from cbridge_magics import DriverError, config, connect, cstruct
 from cbridge_magics.testing import DriverProcess, wait_for
 from cbridge_magics.wire.codes import ErrorCode
 from cbridge_magics.wire.layout import ALL_KEYS, compare
@@ -152,3 +152,17 @@ def test_minimal_driver_serves_python(built: Built, cstruct_cache, sock_path: Pa
         finally:
             b.close()
         assert driver.stop() == 0, driver.log()
+
+
+def test_the_examples_build_with_nothing_but_the_package(tmp_path) -> None:
+    """`make -C c_driver/examples BUILD=DIR` as the README gives it: no PYTHON, no
+    PKG_CONFIG_PATH; the checkout's .venv generates the tables and its cbridge's libcbridge is
+    linked, and nothing is left in the source folder."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PKG_CONFIG_PATH", "PYTHON")}
+    make("-C", EXAMPLES, f"BUILD={tmp_path}", env=env)
+    libdir = config.lib_dir()
+    ldd = subprocess.run(["ldd", str(tmp_path / "minimal")], capture_output=True, text=True).stdout
+    found = [line.split() for line in ldd.splitlines() if "libcbridge" in line]
+    assert len(found) == 1 and Path(found[0][2]).resolve() == (libdir / "libcbridge.so.0").resolve()
+    assert sorted(p.name for p in EXAMPLES.iterdir()) == [
+        "Makefile", "minimal.c", "minimal_messages.h"]
