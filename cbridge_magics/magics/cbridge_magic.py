@@ -23,7 +23,7 @@ from traitlets import Float, Int, Unicode, observe
 
 from .. import cstruct, switch_interval
 from ..errors import CBridgeError
-from . import commands, failures
+from . import commands, failures, status
 from .thread_log import ThreadLog
 
 
@@ -186,44 +186,7 @@ class CBridgeMagics(Magics):
         return cls
 
     def _status(self, _args: argparse.Namespace) -> None:
-        b = self.bridge
-        if b is None:
-            print("cbridge: not connected")
-            return
-        st = b.stats()
-        print(f"cbridge: {st['state']} to {st['url']} ({st['driver']}), reconnects {st['reconnects']}")
-        if st["last_error"]:
-            print(f"  last error: {st['last_error']}")
-        checks = b.match(cstruct.registry.values()).by_name() if b.schema else {}
-        for name, counts in st["types"].items():
-            off = st["streams"] is not None and name not in st["streams"]
-            print(f"  {name:<20} {counts['records']:>12,} records {counts['frames']:>10,} frames"
-                  f"  {checks.get(name, '')}{'  (not subscribed)' if off else ''}")
-        if st["streams"] is not None:
-            how = {True: "the driver filters", False: "filtered here (no SUBSCRIBE in the "
-                   "driver)", None: "not answered yet"}[b.subscribe_supported]
-            print(f"  streams: {', '.join(st['streams']) or 'none'} ({how})")
-        print(f"  stream frames dropped for this reader (as told by the other end): "
-              f"{st['dropped_frames']}; gaps seen: {st['stream_gaps']}; "
-              f"refused sends: {st['refused_sends']}; pending requests: {st['pending']}")
-        if st["lost_bytes"]:
-            print(f"  bytes of records cut off by the end of a connection: {st['lost_bytes']:,}")
-        if st["errors_seen"]:
-            print(f"  background errors: {st['errors_seen']:,} ({st['errors_unlogged']:,} over the "
-                  "log's rate, counted only); the latest in bridge.stats()['recent_errors']")
-        for plot in self.plots.values():
-            print(f"  plot {plot!r}")
-        for rec in st["recordings"]:
-            print(f"  recording {self._recording_line(rec)}")
-        for relay in b.relays:
-            print(f"  serving ws://{relay.host}:{relay.port}/ (driver link "
-                  f"{'up' if relay.driver_connected else 'DOWN'}), {len(relay.clients)} clients")
-            clients = [(c, "") for c in relay.client_stats()]
-            clients += [(c, " (left)") for c in relay.closed_clients]
-            for c, left in clients:
-                print(f"    client {c.id} from {c.peer}{left}: {c.delivered:,} stream frames "
-                      f"delivered, {c.dropped:,} dropped, {c.queued_bytes / 2**20:.1f} MiB queued, "
-                      f"{c.requests:,} requests")
+        print("\n".join(status.lines(self.bridge, self.plots)))
 
     def _send(self, no_reply: bool, timeout: float, expr: str) -> Any:
         b = self._need_bridge()
@@ -331,7 +294,7 @@ class CBridgeMagics(Magics):
             if args.file:
                 raise UsageError("--stop stops every recording; it takes no FILE")
             for rec in b.stop_recording():
-                print(f"cbridge: recording stopped: {self._recording_line(rec.stats())}")
+                print(f"cbridge: recording stopped: {status.recording_line(rec.stats())}")
             return
         if not args.file:
             raise UsageError("%cbridge record needs FILE, e.g. %cbridge record run.cbrec")
@@ -350,18 +313,6 @@ class CBridgeMagics(Magics):
         except CBridgeError as e:
             raise UsageError(str(e)) from None
         print(f"cbridge: recording to {rec.path} ({', '.join(types) if types else 'every frame'})")
-
-    @staticmethod
-    def _recording_line(st: dict[str, Any]) -> str:
-        records = ", ".join(f"{n} {c:,}" for n, c in st["records"].items()) or "no records"
-        dropped = sum(st["dropped_frames"].values())
-        line = f"{st['file']} {st['state']}, {st['bytes']:,} bytes, {records}"
-        if dropped:
-            line += f"; DROPPED {dropped:,} frames the disk could not keep up with " \
-                    f"({', '.join(f'{n} {c:,}' for n, c in st['dropped_frames'].items())})"
-        if st["error"]:
-            line += f"; {st['error']}"
-        return line
 
     def _serve(self, args: argparse.Namespace) -> None:
         b = self._need_bridge()
