@@ -42,7 +42,7 @@ from .history import History
 from .switch_interval import hold_switch_interval, release_switch_interval
 from .typemap import Subscriber, TypeEntry, TypeMap
 from .wire._wire import FrameReader
-from .wire.codes import MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
+from .wire.codes import MAX_PAYLOAD_BOUND, MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
 from .wire.frames import pack_frame, pack_subscribe, parse_dropped, parse_error
 from .wire.hello import Schema, parse_hello
 from .wire.layout import LayoutReport, layout_of
@@ -59,9 +59,6 @@ _SUBSCRIBE = int(ControlType.SUBSCRIBE)
 _OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
 CLOSE_LINGER = 1.0  # seconds close() waits for the other end to close after our last frames
 ERRORS_LOGGED_PER_SECOND = 5  # the rest are counted: a flood of ERROR frames never floods a log
-# The largest frame payload a Bridge takes unless told otherwise: a driver may raise its limit
-# (cb_server_set_max_payload, for camera frames and other big records) up to this.
-MAX_PAYLOAD_BOUND = 64 << 20
 
 
 class State(str, enum.Enum):

@@ -1,6 +1,7 @@
 """A driver that raised its payload limit (cb_server_set_max_payload, for camera frames and other
 big records): its HELLO says so and the Bridge reads its 2 MiB records whole, directly and
-through a relay; a Bridge bounded below the driver's limit says how to connect. The driver is
+through a relay (in a kernel's thread and in Jupyter Server); a Bridge bounded below the
+driver's limit says how to connect. The driver is
 tests/c/big_frames.c, built against the installed libcbridge with tables from c-schema."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from cbridge_magics import DriverUnavailable, config, connect
-from cbridge_magics.testing import ROOT, DriverProcess, wait_for
+from cbridge_magics.testing import ROOT, DriverProcess, JupyterServerProcess, wait_for
 
 SOURCES = ROOT / "tests" / "c"
 
@@ -69,6 +70,21 @@ def test_through_a_relay(big_driver):
     finally:
         remote.close()
         b.close()
+
+
+def test_through_jupyter_server(big_driver, tmp_path):
+    """The server's relay makes its core from the driver's first HELLO: its link reads the
+    frames that came with it under the driver's limit, not the default."""
+    server = JupyterServerProcess(tmp_path / "server", {"big": big_driver.url})
+    try:
+        remote = connect(f"{server.ws}cbridge/drivers/big/ws", token=server.TOKEN)
+        try:
+            ask_and_check(remote, 12)
+            assert remote.reconnects == 0 and remote.errors_seen == 0
+        finally:
+            remote.close()
+    finally:
+        server.stop()
 
 
 def test_a_bridge_bounded_below_the_drivers_limit_says_how_to_connect(big_driver):

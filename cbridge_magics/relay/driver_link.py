@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from ..errors import CBridgeError, DriverUnavailable, ProtocolError
 from ..wire._wire import FrameError, FrameReader
-from ..wire.codes import DEFAULT_MAX_PAYLOAD, ControlType
+from ..wire.codes import MAX_PAYLOAD_BOUND, ControlType
+from ..wire.hello import parse_hello
 from .core import RelayCore
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,9 @@ class DriverLink(asyncio.Protocol):
     def __init__(self, owner: DriverConnection, hello: "asyncio.Future[bytes]") -> None:
         self.owner = owner
         self.hello = hello
-        core = owner.core
-        self.reader = FrameReader(core.max_payload if core is not None else DEFAULT_MAX_PAYLOAD)
+        # Until the HELLO says the driver's limit (which a restarted driver may have raised),
+        # frames up to the bound are read: the HELLO and what came with it.
+        self.reader = FrameReader(MAX_PAYLOAD_BOUND)
         self.transport: Any = None
         self.lost = False
 
@@ -137,13 +139,14 @@ class DriverLink(asyncio.Protocol):
                 if type_id != _HELLO:
                     self._fail(f"the driver sent type {type_id} before its HELLO")
                     return
-                if owner.core is None:  # made here, so frames that came with it have a core
-                    assert owner.make_core is not None
-                    try:
+                try:
+                    self.reader.limit(parse_hello(payload).max_payload)
+                    if owner.core is None:  # made here, so frames that came with it have a core
+                        assert owner.make_core is not None
                         owner.core = owner.make_core(payload)
-                    except CBridgeError as e:
-                        self._fail(f"the driver's HELLO: {e}")
-                        return
+                except CBridgeError as e:
+                    self._fail(f"the driver's HELLO: {e}")
+                    return
                 self.hello.set_result(payload)
                 continue
             owner.core.from_driver(type_id, flags, seq, payload)  # type: ignore[union-attr]

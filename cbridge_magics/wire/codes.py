@@ -17,6 +17,9 @@ VERSION = 1                  # CB_PROTO_VERSION
 HEADER_SIZE = 16             # CB_HEADER_SIZE
 HEADER_FORMAT = "<HBBIII"    # magic, version, flags, type_id, seq, length (little-endian)
 DEFAULT_MAX_PAYLOAD = 1 << 20  # CB_DEFAULT_MAX_PAYLOAD
+# The largest payload a client reads before a HELLO has said the driver's own limit, and by
+# default the most a Bridge accepts: a driver may raise its limit (cb_server_set_max_payload).
+MAX_PAYLOAD_BOUND = 64 << 20
 MAX_PING_PAYLOAD = 64        # CB_PING_MAX
 USER_TYPE_MIN = 256          # CB_TYPE_USER_MIN: the first id a registered struct type may use
 
