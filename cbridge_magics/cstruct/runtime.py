@@ -12,7 +12,6 @@ paths where Python is fast enough (repr, to_dict, pickling, coercions, error mes
 from __future__ import annotations
 
 import difflib
-
 import functools
 import importlib
 import inspect
