@@ -53,9 +53,10 @@ def test_live_plot_is_throttled_and_the_kernel_stays_responsive(kernel, driver):
     print(f"{len(updates)} updates, {len(msgs)} IOPub messages in {seconds} s")
     assert 0.5 * fps * seconds <= len(updates) <= fps * seconds + 1
     assert len(msgs) <= fps * seconds + 5, "IOPub carries little besides the plot updates"
+    # Draws start an interval apart; a draw's time varies (a loaded machine), so two updates may
+    # land closer than that, but no second ever holds more than fps of them (and one at its edge).
     stamps = sorted(m["header"]["date"].timestamp() for m in updates)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    assert min(gaps) >= 0.8 / fps
+    assert max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps) <= fps + 1, stamps
     results = [m["content"]["data"]["text/plain"] for m in kernel.run("1+1")["outputs"]
                if m["msg_type"] == "execute_result"]
     assert results == ["2"]
@@ -72,6 +73,7 @@ def test_interrupt_stops_wait_and_send_but_not_the_reader(kernel, driver):
     reply = kernel.kc.get_shell_msg(timeout=10)
     assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    kernel.wait_idle(msg_id)
     assert kernel.value(THREADS) == ["cbridge-plot", "cbridge-reader"]
 
     os.kill(driver.proc.pid, signal.SIGSTOP)  # a driver that does not answer: send blocks
@@ -81,6 +83,7 @@ def test_interrupt_stops_wait_and_send_but_not_the_reader(kernel, driver):
         kernel.km.interrupt_kernel()
         reply = kernel.kc.get_shell_msg(timeout=10)
         assert reply["content"]["ename"] == "KeyboardInterrupt"
+        kernel.wait_idle(msg_id)
     finally:
         os.kill(driver.proc.pid, signal.SIGCONT)
     assert "Status(code=0" in kernel.run("print(%s)" % "bridge.request(Command(op=0))")["stdout"]

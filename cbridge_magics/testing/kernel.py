@@ -111,7 +111,7 @@ class Kernel:
         msg_id = self.kc.execute(code)
         reply = self.shell_reply(msg_id, timeout)
         seconds = time.perf_counter() - t0
-        outputs = self._drain_until_idle(msg_id, timeout)
+        outputs = self.wait_idle(msg_id, timeout)
         content = reply["content"]
         if content["status"] != "ok" and not allow_error:
             raise AssertionError(f"cell failed: {content.get('ename')}: {content.get('evalue')}\n"
@@ -141,7 +141,10 @@ class Kernel:
                 return reply
         return None
 
-    def _drain_until_idle(self, msg_id: str, timeout: float) -> list[dict[str, Any]]:
+    def wait_idle(self, msg_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The IOPub messages of request ``msg_id`` up to its idle status. After a cell that
+        failed, ipykernel aborts what reaches it before it has finished with that cell: wait
+        for this before sending the next one."""
         mine = []
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
