@@ -145,18 +145,25 @@ class Kernel:
         """The IOPub messages of request ``msg_id`` up to its idle status. After a cell that
         failed, ipykernel aborts what reaches it before it has finished with that cell: wait
         for this before sending the next one."""
+        mine = self._until_idle(msg_id, timeout)
+        if mine is None:
+            raise AssertionError(f"no idle status for {msg_id} within {timeout} s"
+                                 f"{self._dump_note()}")
+        return mine
+
+    def _until_idle(self, msg_id: str, timeout: float) -> list[dict[str, Any]] | None:
         mine = []
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
                 msg = self.next_message(left)
             except queue.Empty:
-                break
+                return None
             if msg["parent_header"].get("msg_id") == msg_id:
                 mine.append(msg)
                 if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                     return mine
-        raise AssertionError(f"no idle status for {msg_id} within {timeout} s{self._dump_note()}")
+        return None
 
     def value(self, expr: str) -> Any:
         """Evaluate ``expr`` in the kernel and return its repr's literal value."""
@@ -199,11 +206,16 @@ class Kernel:
     # --- lifetime ------------------------------------------------------------------------
 
     def restart(self, now: bool = False, timeout: float = 60.0) -> None:
-        """Restart the kernel process and wait until it answers again."""
+        """Restart the kernel process and wait until it answers again, on the shell channel and
+        on IOPub: the new process's IOPub reaches this subscriber only once ZeroMQ has
+        reconnected, and what it publishes before that is lost (the cell after a restart would
+        never see its idle status)."""
         self.km.restart_kernel(now=now)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if self._await_shell(self.kc.kernel_info(), min(left, 2.0)) is not None:
+            msg_id = self.kc.kernel_info()
+            if (self._await_shell(msg_id, min(left, 2.0)) is not None
+                    and self._until_idle(msg_id, min(left, 2.0)) is not None):
                 return
         raise AssertionError(f"the kernel did not answer within {timeout} s of its restart")
 
