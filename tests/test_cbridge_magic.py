@@ -133,6 +133,9 @@ def test_plots_on_a_time_axis_against_a_field_and_into_a_widget(connected):
         ip.run_line_magic("cbridge", "plot Telemetry.seq --x t0 --widget --window 100 --fps 20")
         timed, against = magics.plots.values()
         ip.run_line_magic("cbridge", "wait 0.5")
+        # the stream stops (its reply comes after its last frame), so that what the plot reads
+        # and the history read below are the same records
+        b.request(b.types["Command"](op=2))
         assert timed.xlabel == "time (s)" and against.xlabel == "t0"
         # seconds: each record's t0, plus dt per sample
         x, y, _ = timed.series[0].snapshot(b)
