@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cbridge_magics import DriverError, DriverUnavailable, RequestTimeout, connect
-from cbridge_magics.testing import ROOT, DriverProcess, Kernel, demo_driver, wait_for
+from cbridge_magics.testing import ROOT, DriverProcess, Kernel, demo_driver, free_port, wait_for
 
 HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
 TOKEN = "soak-token"
@@ -122,12 +121,6 @@ def _proc(pid: int) -> tuple[int, int]:
     return fds, rss
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class OverloadNotices(logging.Filter):
     """Counts the OVERLOADED notices of the client made slow on purpose, instead of letting it
     print thousands of them."""
@@ -149,7 +142,8 @@ class Soak:
 
     def __init__(self, minutes: float, sock: Path, report: Report) -> None:
         self.minutes, self.sock, self.report = minutes, sock, report
-        self.url = f"ws://127.0.0.1:{_free_port()}/?token={TOKEN}"
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/?token={TOKEN}"
         self.driver: DriverProcess | None = None
         self.kernel: Kernel | None = None
         self.clients: list = []
@@ -194,8 +188,7 @@ class Soak:
         kernel.run(f"%load_ext cbridge_magics\n%cstruct --header {HEADER}", timeout=120)
         kernel.run(f"%cbridge connect {self.driver.url}")
         kernel.run("%cbridge plot Telemetry.samples --window 6400 --fps 10")
-        port = self.url.split(":")[2].split("/")[0]
-        kernel.run(f"%cbridge serve --port {port} --token {TOKEN}")
+        kernel.run(f"%cbridge serve --port {self.port} --token {TOKEN}")
         fast = [connect(self.url, history=10_000) for _ in range(2)]
         self.clients.extend(fast)
         slow = connect(self.url, history=1000)
