@@ -289,7 +289,7 @@ def test_id_errors(tmp_path: Path, args: list[str], message: str) -> None:
 @pytest.mark.parametrize("member, field, kind", [
     ("double *samples;", "samples", "pointer"),
     ("double samples[];", "samples", "flexible or incomplete array"),
-    ("unsigned flag : 3;", "flag", "bitfield"),
+    ("float flag : 3;", "flag", "bit-field of a type"),
 ])
 def test_unsendable_fields_are_refused_with_their_line(tmp_path: Path, member: str, field: str,
                                                        kind: str) -> None:

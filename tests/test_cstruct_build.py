@@ -23,7 +23,7 @@ from cstruct_helpers import API_SOURCE as SOURCE, DEMO_HEADER, ROOT, python_exe
 @pytest.mark.parametrize("source, message", [
     ("typedef struct { int *p; } A;", r"<bad>:3: field 'p' of A is a pointer"),
     ("typedef struct { int n; double data[]; } A;", r"<bad>:3: field 'data' of A is a flexible"),
-    ("typedef struct { unsigned a : 3; } A;", r"<bad>:3: field 'a' of A is a bitfield"),
+    ("typedef struct { float a : 3; } A;", r"<bad>:3: field .a. of A is a bit-field of a type"),
     ("struct X;\ntypedef struct { struct X x; } A;", r"<bad>:4: .*'struct X'.*incomplete"),
     ("#include <stdint.h>\ntypedef struct {\n uint3_t x; } A;", r"<bad>:5:2: error: unknown type name"),
     ("typedef struct { size_t n; } A;", r"<bad>:3:\d+: error: unknown type name .size_t."),

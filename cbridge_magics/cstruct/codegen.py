@@ -95,7 +95,11 @@ class _Gen:
         macros for the constructor; a static assert that the member is what the parser read."""
         i = rec.index
         rows = []
+        bits = []
         for k, m in enumerate(rec.members):
+            if m.bitfield:
+                rows.append(self.bitfield(rec, m, k, bits))
+                continue
             elem = self.access(rec, m, m.rank)
             signed = f"CB_SIGNED({elem})" if m.elem.kind in ("int", "enum", "char", "bool") else "0"
             dims = ", ".join(f"sizeof({self.access(rec, m, d)}) / sizeof({self.access(rec, m, d + 1)})"
@@ -116,12 +120,38 @@ class _Gen:
                 self.cy_decl += [f"    enum: cb_o{i}_{k}", f"    enum: cb_z{i}_{k}",
                                  f"    enum: cb_g{i}_{k}", f"    const char *cb_n{i}_{k}",
                                  f"    const char *cb_c{i}_{k}"]
+        if bits:
+            self.c.append(f"static const cb_bits_t cb_b{i}[] = {{\n" + "\n".join(bits) + "\n};")
+        else:
+            self.c.append(f"static const cb_bits_t cb_b{i}[] = {{{{0, 0, 0, 0, 0}}}};")
+        self.c.append(f"#define cb_nbits{i} {len(bits)}")
+        self.cy_decl += [f"    const cb_bits_t cb_b{i}[{max(len(bits), 1)}]", f"    enum: cb_nbits{i}"]
         if not rows:
             rows.append("  {0, 0, 0, 0, 0, {0}},")
         self.c.append(f"static const cb_member_t cb_m{i}[] = {{\n" + "\n".join(rows) + "\n};")
         self.c += [f"#define cb_size{i} sizeof(cb_s{i})", f"#define cb_align{i} _Alignof(cb_s{i})"]
         self.cy_decl += [f"    const cb_member_t cb_m{i}[{max(len(rec.members), 1)}]",
                          f"    enum: cb_size{i}", f"    enum: cb_align{i}"]
+
+    def bitfield(self, rec: Record, m: Member, k: int, bits: list[str]) -> str:
+        """A bit-field has no offsetof or sizeof: the module gets accessors the compiler
+        compiles (through an alignment-1 view of the struct, as the bytes of a packed parent may
+        be unaligned) and a probe of its signedness; the engine measures its bits with them at
+        import. Its member row carries only the size of its declared type."""
+        i = rec.index
+        if not any(mm.bitfield for mm in rec.members[:k]):
+            self.c.append(f"typedef cb_s{i} __attribute__((aligned(1))) cb_u{i};")
+        f = f"{i}_{k}"
+        self.c += [
+            f"static unsigned long long cb_bg{f}(const char *p) "
+            f"{{ return (unsigned long long)((const cb_u{i} *)p)->{m.name}; }}",
+            f"static void cb_bs{f}(char *p, unsigned long long v) {{ ((cb_u{i} *)p)->{m.name} = v; }}",
+            f"static int cb_bq{f}(long long m1) {{ cb_s{i} s; memset(&s, 0, sizeof s); "
+            f"s.{m.name} = m1; return !(s.{m.name} > 0); }}",
+        ]
+        type_size = f"sizeof({m.elem.spelling})" if m.elem.spelling is not None else "0"
+        bits.append(f"  {{{k}, cb_bg{f}, cb_bs{f}, cb_bq{f}, {type_size}}},")
+        return f"  {{0, 0, {type_size}, 0, 0, {{0}}}},"
 
     def constants(self) -> None:
         rows = []
@@ -187,15 +217,21 @@ class _Gen:
                 continue
             params.append(f"{m.name}=None")
             ptr = f"self._cb_p + cb_o{i}_{k}"
-            if m.rank == 0 and m.elem.kind in ("int", "enum"):
+            if m.bitfield:
+                store = f"self.{m.name} = {m.name}"  # the descriptor range-checks its width
+            elif m.rank == 0 and m.elem.kind in ("int", "enum"):
                 store = (f"cb_set_int({ptr}, {m.name}, cb_z{i}_{k}, cb_g{i}_{k}, cb_n{i}_{k}, "
                          f"cb_c{i}_{k})")
             elif m.rank == 0 and m.elem.kind == "float":
                 store = f"cb_set_float({ptr}, {m.name}, cb_z{i}_{k}, cb_n{i}_{k})"
-            elif m.rank == 0 and m.elem.kind == "bool":
+            elif m.rank == 0 and m.elem.kind == "bool" and not m.bitfield:
                 store = f"cb_set_bool({ptr}, {m.name})"
             else:
                 store = f"self.{m.name} = {m.name}"
+            if m.elem.kind == "enum" and not m.bitfield:  # a constant's name: the descriptor's
+                body += [f"if isinstance({m.name}, str):", f"    self.{m.name} = {m.name}",
+                         f"elif {m.name} is not None:", f"    {store}"]
+                continue
             body += [f"if {m.name} is not None:", f"    {store}"]
         # **_cb_kw takes the fields that cannot be parameters (keywords, class attribute names),
         # and turns a misspelt one into an error that names the class's fields
@@ -207,12 +243,12 @@ class _Gen:
         i = rec.index
         fields = "".join(
             f"\n        ({m.name!r}, {m.elem.kind!r}, {schema_ctype(m)!r}, "
-            f"{m.elem.record.name if m.elem.record else None}, {m.overlaps!r}),"
+            f"{m.elem.record.name if m.elem.record else None}, {m.overlaps!r}, {m.bitfield!r}),"
             for m in rec.members)
         spec = (f"{{'name': {rec.name!r}, 'aliases': {rec.aliases!r}, 'union': {rec.is_union!r}, "
                 f"'main': {rec.main!r}, 'fields': [{fields}]}}")
         return (f"setup_class({rec.name}, {spec}, cb_size{i}, cb_align{i}, cb_m{i}, "
-                f"{len(rec.members)}, &_info{i})")
+                f"{len(rec.members)}, &_info{i}, cb_b{i}, cb_nbits{i})")
 
     # whole module ------------------------------------------------------------------------
 
@@ -250,7 +286,7 @@ class _Gen:
             "",
             "cimport cython",
             "from cbridge_magics.cstruct.engine cimport (",
-            "    cb_info_t, cb_member_t, cb_const_t, cb_set_int, cb_set_float, cb_set_bool,",
+            "    cb_info_t, cb_member_t, cb_bits_t, cb_const_t, cb_set_int, cb_set_float, cb_set_bool,",
             "    setup_class, exports)",
             "from cbridge_magics.cstruct.runtime import set_fields as _set_fields",
             "",
@@ -266,9 +302,10 @@ class _Gen:
         lines += [self.setup_line(rec) for rec in records]
         lines += [
             "",
-            f"__cstruct__ = exports([{', '.join(r.name for r in records)}], cb_consts, cb_nconsts)",
             "# each enum type's constants, by the names a field's ctype can have (panels use them)",
             f"__enums__ = {self.model.enums!r}",
+            f"__cstruct__ = exports([{', '.join(r.name for r in records)}], cb_consts, cb_nconsts, "
+            "__enums__)",
             "",
         ]
         return "\n".join(lines)

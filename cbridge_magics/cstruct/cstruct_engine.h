@@ -25,6 +25,15 @@
 /* One member of a struct, from the compiler (sizeof, offsetof); dims of array members. */
 typedef struct { size_t offset, size, elem_size; int is_signed, rank; size_t dims[CB_MAX_RANK]; }
     cb_member_t;
+/* One bit-field of a struct: the generated module's accessors, compiled with the struct, so the
+ * compiler alone decides where its bits go. get: the value's bits, sign-extended for a signed
+ * field; set: store v (already range-checked) as the compiler converts it; is_signed(-1): whether
+ * the field holds -1 (a probe, run once at import, as is set(~0) on zeroed bytes, which measures
+ * the field's bits). member: its row in the cb_member_t table; type_size: sizeof its declared
+ * type, 0 when C cannot name it (an anonymous enum). */
+typedef struct { int member; unsigned long long (*get)(const char *p);
+                 void (*set)(char *p, unsigned long long v); int (*is_signed)(long long m1);
+                 size_t type_size; } cb_bits_t;
 /* An enum constant or integer #define of the source, and whether the compiler calls it an integer. */
 typedef struct { const char *name; unsigned long long value; int negative, is_int; } cb_const_t;
 /* One field as the keyword path of StructType.__call__ sets it (engine.pyx): scalars by
@@ -119,6 +128,57 @@ static inline int cb_set_int(char *p, PyObject *v, size_t size, int is_signed,
     }
     PyErr_Format(PyExc_SystemError, "cstruct: no %zu-byte integers", size);
     return -1;
+}
+/* A bit-field of width bits takes an integer in its range only (ctypes would truncate in
+ * silence); the error names the field, its width and the range. */
+static inline int cb_bits_range_error(PyObject *v, const char *field, int width, int is_signed) {
+    if (is_signed) {
+        long long hi = width >= 64 ? LLONG_MAX : (1LL << (width - 1)) - 1;
+        PyErr_Format(PyExc_OverflowError, "%s: %R does not fit in its %d-bit signed bit-field "
+                     "(%lld..%lld)", field, v, width, -hi - 1, hi);
+    } else {
+        unsigned long long hi = width >= 64 ? ULLONG_MAX : (1ULL << width) - 1;
+        PyErr_Format(PyExc_OverflowError, "%s: %R does not fit in its %d-bit unsigned bit-field "
+                     "(0..%llu)", field, v, width, hi);
+    }
+    return -1;
+}
+static inline int cb_set_bits(char *p, PyObject *v, int width, int is_signed,
+                              void (*set)(char *, unsigned long long), const char *field,
+                              const char *ctype) {
+    int overflow = 0;
+    if (!PyLong_Check(v)) {
+        if (!PyIndex_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "%s is an integer bit-field (%s : %d), not %.100s",
+                         field, ctype, width, Py_TYPE(v)->tp_name);
+            return -1;
+        }
+        PyObject *i = PyNumber_Index(v);
+        if (i == NULL) return -1;
+        int r = cb_set_bits(p, i, width, is_signed, set, field, ctype);
+        Py_DECREF(i);
+        return r;
+    }
+    if (is_signed) {
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        long long hi = width >= 64 ? LLONG_MAX : (1LL << (width - 1)) - 1;
+        if (overflow || x > hi || x < -hi - 1) return cb_bits_range_error(v, field, width, 1);
+        set(p, (unsigned long long)x);
+    } else {
+        unsigned long long x;
+        if (Py_SIZE(v) < 0) return cb_bits_range_error(v, field, width, 0);
+        x = PyLong_AsUnsignedLongLong(v);
+        if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+            PyErr_Clear();
+            return cb_bits_range_error(v, field, width, 0);
+        }
+        unsigned long long hi = width >= 64 ? ULLONG_MAX : (1ULL << width) - 1;
+        if (x > hi) return cb_bits_range_error(v, field, width, 0);
+        set(p, x);
+    }
+    return 0;
 }
 static inline PyObject *cb_get_float(const char *p, size_t size) {
     if (size == sizeof(float)) { float f; memcpy(&f, p, sizeof f); return PyFloat_FromDouble(f); }

@@ -16,6 +16,12 @@ cdef extern from "cstruct_engine.h":
         int is_signed
         int rank
         size_t dims[8]
+    ctypedef struct cb_bits_t:
+        int member
+        unsigned long long (*get)(const char *p) noexcept
+        void (*set)(char *p, unsigned long long v) noexcept
+        int (*is_signed)(long long m1) noexcept
+        size_t type_size
     ctypedef struct cb_const_t:
         const char *name
         unsigned long long value
@@ -41,6 +47,9 @@ cdef extern from "cstruct_engine.h":
     object cb_get_int(const char *p, size_t size, int is_signed)
     int cb_set_int(char *p, object v, size_t size, int is_signed, const char *field,
                    const char *ctype) except -1
+    int cb_set_bits(char *p, object v, int width, int is_signed,
+                    void (*set)(char *, unsigned long long) noexcept, const char *field,
+                    const char *ctype) except -1
     object cb_get_float(const char *p, size_t size)
     int cb_set_float(char *p, object v, size_t size, const char *field) except -1
     int cb_set_bool(char *p, object v) except -1
@@ -50,5 +59,6 @@ cdef extern from "cstruct_engine.h":
 
 
 cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
-                     const cb_member_t *table, Py_ssize_t n, cb_info_t *info) except -1
-cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n)
+                     const cb_member_t *table, Py_ssize_t n, cb_info_t *info,
+                     const cb_bits_t *bits, Py_ssize_t nbits) except -1
+cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n, dict enums)

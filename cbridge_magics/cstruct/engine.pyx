@@ -21,6 +21,8 @@ cimport cython
 from libc.string cimport memcpy, memmove, memset, memcmp
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
+from cpython.object cimport PyObject_IsTrue
 from cpython.mem cimport PyMem_Malloc
 from cpython.object cimport PyObject, PyTypeObject, Py_EQ, Py_NE
 from cpython.ref cimport Py_INCREF, Py_XDECREF
@@ -60,7 +62,7 @@ cdef extern from "Python.h":
         hashfunc tp_hash
 
 cdef enum:  # field kinds
-    K_INT, K_FLOAT, K_BOOL, K_CHAR, K_CHARS, K_STRUCT, K_ARRAY
+    K_INT, K_FLOAT, K_BOOL, K_CHAR, K_CHARS, K_STRUCT, K_ARRAY, K_BITS
 
 cdef dict _KINDS = {"int": K_INT, "enum": K_INT, "float": K_FLOAT, "bool": K_BOOL}
 cdef dict _ARG_KINDS = {K_INT: CB_ARG_INT, K_FLOAT: CB_ARG_FLOAT, K_BOOL: CB_ARG_BOOL}
@@ -107,7 +109,7 @@ cdef extern from *:
             if (a == NULL) goto regular;
             if (value == Py_None) continue;  /* None leaves a field zero, as in the constructor */
             Py_INCREF(value);  /* the setters may run user code (__index__) that edits the dict */
-            switch (a->kind) {
+            switch (PyUnicode_Check(value) ? CB_ARG_FIELD : a->kind) {  /* enum names: the field's */
             case CB_ARG_INT:
                 r = cb_set_int(h->p + a->offset, value, a->size, a->is_signed, a->qualname, a->ctype);
                 break;
@@ -241,9 +243,14 @@ cdef class Field:
     """One field of a struct class: typed C access at the field's compiled offset, by kind."""
 
     cdef Py_ssize_t offset, size
-    cdef int kind, is_signed
+    cdef int kind, is_signed, width, is_bool
     cdef readonly bytes qualname, ctype  # for messages: b"Frame.t", b"double"
     cdef object cls, k, sub, shape, dtype, class_value
+    # an enum-typed field's constants (name -> value): it takes the names too (set by exports)
+    cdef public dict enum_names
+    # a bit-field's accessors, compiled by the generated module with its struct
+    cdef unsigned long long (*bget)(const char *) noexcept
+    cdef void (*bset)(char *, unsigned long long) noexcept
 
     def __get__(self, obj, objtype):
         if obj is None:  # on the class: the field, or the class attribute its name shadows
@@ -256,8 +263,15 @@ cdef class Field:
         cdef char *p = _head(obj).p + self.offset
         cdef cb_obj_t *v
         cdef PyObject *owner
+        cdef unsigned long long u
         if self.kind == K_INT:
             return cb_get_int(p, self.size, self.is_signed)
+        if self.kind == K_BITS:
+            u = self.bget(p)
+            if self.is_bool:
+                return u != 0
+            return PyLong_FromLongLong(<long long>u) if self.is_signed else \
+                PyLong_FromUnsignedLongLong(u)
         if self.kind == K_FLOAT:
             return cb_get_float(p, self.size)
         if self.kind == K_BOOL:
@@ -285,8 +299,16 @@ cdef class Field:
         cdef char *p = _head(obj).p + self.offset
         cdef unsigned char c
         cdef bytes b
+        if self.enum_names is not None and isinstance(value, str):
+            value = _rt.enum_value(self.enum_names, value, self.qualname, self.ctype)
         if self.kind == K_INT:
             cb_set_int(p, value, self.size, self.is_signed, self.qualname, self.ctype)
+        elif self.kind == K_BITS:
+            if self.is_bool:
+                self.bset(p, PyObject_IsTrue(value))
+            else:
+                cb_set_bits(p, value, self.width, self.is_signed, self.bset, self.qualname,
+                            self.ctype)
         elif self.kind == K_FLOAT:
             cb_set_float(p, value, self.size, self.qualname)
         elif self.kind == K_BOOL:
@@ -310,6 +332,9 @@ cdef class Field:
         raise AttributeError(f"{self.qualname.decode()} is a struct field: it cannot be deleted")
 
     def __repr__(self):
+        if self.kind == K_BITS:
+            return "<field %s (%s : %d)>" % (self.qualname.decode(), self.ctype.decode(),
+                                             self.width)
         return "<field %s (%s)>" % (self.qualname.decode(), self.ctype.decode())
 
 
@@ -320,14 +345,29 @@ cdef void _install(type cls, dict attrs) noexcept:
     PyType_Modified(<PyTypeObject*>cls)
 
 
+cdef dict _measure(Py_ssize_t size, const cb_bits_t *bits, Py_ssize_t nbits):
+    """Where each bit-field's bits are, as the compiled code puts them: its setter stores all
+    ones into zeroed bytes; and whether it is signed, from its probe. member -> (mask bytes,
+    signed, size of its declared type)."""
+    cdef Py_ssize_t j
+    cdef bytearray scratch
+    out = {}
+    for j in range(nbits):
+        scratch = bytearray(size)
+        bits[j].set(<char*>scratch, ~0ULL)
+        out[bits[j].member] = (bytes(scratch), bool(bits[j].is_signed(-1)), bits[j].type_size)
+    return out
+
+
 cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
-                     const cb_member_t *table, Py_ssize_t n, cb_info_t *info) except -1:
+                     const cb_member_t *table, Py_ssize_t n, cb_info_t *info,
+                     const cb_bits_t *bits, Py_ssize_t nbits) except -1:
     """Turn one class's compiled table into its attributes (size, dtype, __layout__, fields)."""
     cdef Py_ssize_t j
     cdef Field f
     cdef cb_obj_t *h
     members = [table[j] for j in range(n)]
-    ci = _rt.finish(cls, spec, size, align, members)
+    ci = _rt.finish(cls, spec, size, align, members, _measure(size, bits, nbits))
     info.size = size
     info.ngaps = len(ci.gaps)
     info.gaps = NULL
@@ -357,10 +397,17 @@ cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
                      "unpack": PyCFunction_NewEx(&_unpack_def, cls, None)})
     _install(cls, ci.attrs)
     fields = {}
-    for j, (name, kind, ctype, sub, _overlaps) in enumerate(ci.fields):
+    accessors = {bits[j].member: j for j in range(nbits)}
+    for j, (name, kind, ctype, sub, _overlaps, bitfield) in enumerate(ci.fields):
         f = Field.__new__(Field)
         f.offset, f.size, f.is_signed = table[j].offset, table[j].size, table[j].is_signed
-        if j in ci.views:
+        if bitfield:  # read and written at the struct's start by the compiled accessors
+            f.kind = K_BITS
+            f.offset, f.size = 0, 0
+            f.width, f.is_signed = ci.bit_widths[j]
+            f.is_bool = kind == "bool"
+            f.bget, f.bset = bits[accessors[j]].get, bits[accessors[j]].set
+        elif j in ci.views:
             f.kind = K_ARRAY
             f.shape, f.dtype = ci.views[j]
         elif kind == "char":
@@ -411,7 +458,8 @@ cb_struct_type_ready()
 StructType = <object>&cb_StructType
 
 
-cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n):
-    """Every name a module defines: its classes, then its integer constants."""
+cdef dict exports(list classes, const cb_const_t *consts, Py_ssize_t n, dict enums):
+    """Every name a module defines: its classes, then its integer constants (which also become
+    the names its enum-typed fields take)."""
     cdef Py_ssize_t j
-    return _rt.exports(classes, [consts[j] for j in range(n)])
+    return _rt.exports(classes, [consts[j] for j in range(n)], enums)

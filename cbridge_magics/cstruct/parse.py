@@ -60,6 +60,7 @@ class Member:
     where: str
     const: bool = False
     overlaps: bool = False  # shares bytes with another member (union, anonymous union)
+    bitfield: bool = False  # declared with a width (``mode : 3``); its bits are measured, not read
 
 
 @dataclass
@@ -272,12 +273,23 @@ class _Builder:
                     yield from self.members(t, rec, owner, overlaps or isinstance(t, c_ast.Union))
                 continue
             if d.bitsize is not None:
-                raise CStructError(
-                    f"{where}: field '{d.name}' of {owner} is a bitfield: bitfields are not "
-                    "supported (their layout is the compiler's private choice); declare the "
-                    "storage integer and mask it")
+                yield self.bitfield(d, where, owner, rec, overlaps)
+                continue
             elem, rank, const = self.resolve(d.type, where, owner, d.name, rec, f"->{d.name}")
             yield Member(d.name, elem, rank, where, const, overlaps)
+
+    def bitfield(self, d: c_ast.Decl, where: str, owner: str, rec: Record,
+                 overlaps: bool) -> Member:
+        """A named bit-field. Its width is the compiler's business (it may be any constant
+        expression): codegen measures where its bits went. Unnamed ones (padding, ``: 0``) are
+        skipped by the caller's ``d.name is None``."""
+        elem, rank, const = self.resolve(d.type, where, owner, d.name, rec, f"->{d.name}")
+        if rank or elem.kind not in ("int", "enum", "bool", "char"):
+            raise CStructError(f"{where}: field '{d.name}' of {owner} is a bit-field of a type "
+                               "that is not an integer, bool or enum")
+        # a plain char bit-field is an integer one (gcc takes them; its signedness is measured)
+        return Member(d.name, Elem("int" if elem.kind == "char" else elem.kind, elem.spelling,
+                                   None, elem.names), 0, where, const, overlaps, bitfield=True)
 
     def walk(self) -> None:
         # Pass 1: every typedef and tag definition in the translation unit, in order.

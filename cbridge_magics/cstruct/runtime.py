@@ -25,9 +25,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import CStructError
+from . import bitfields
 
-# (name, kind, ctype, nested class or None, overlaps another field)
-FieldSpec = tuple[str, str, str, Any, bool]
+# (name, kind, ctype, nested class or None, overlaps another field, is a bit-field)
+FieldSpec = tuple[str, str, str, Any, bool, bool]
 
 
 @dataclass
@@ -42,13 +43,14 @@ class ClassInfo:
     gaps: list[tuple[int, int]]
     views: dict[int, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     covered: np.ndarray | None = None
+    bit_widths: dict[int, tuple[int, bool]] = field(default_factory=dict)  # (width, signed)
 
 
 _INFO: dict[type, ClassInfo] = {}
 
 
 def field_specs(cls: type) -> list[FieldSpec] | None:
-    """(name, kind, ctype, nested class, overlaps) of each field of a compiled class; None for
+    """(name, kind, ctype, nested class, overlaps, bit-field) of each field of a compiled class; None for
     a class this module did not finish (one built from a driver's schema, say)."""
     info = _INFO.get(cls)
     return None if info is None else list(info.fields)
@@ -81,16 +83,29 @@ def _signature(names: Sequence[str]) -> inspect.Signature:
 
 
 def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
-           members: Sequence[Mapping[str, Any]]) -> ClassInfo:
-    """Turn the compiler's tables of one class into its class attributes and padding map."""
+           members: Sequence[Mapping[str, Any]],
+           bits: Mapping[int, tuple[bytes, bool, int]]) -> ClassInfo:
+    """Turn the compiler's tables of one class into its class attributes and padding map.
+    ``bits``: per bit-field member, the bytes its setter lit up, its sign and its type's size."""
     name = spec["name"]
     layout_fields = []
-    names, formats, offsets = [], [], []
+    formats: list[Any] = []
     covered = np.zeros(size, bool)
     views: dict[int, tuple[tuple[int, ...], np.dtype]] = {}
+    widths: dict[int, tuple[int, bool]] = {}
+    nested_classes: dict[str, type] = {}
     for k, (fspec, m) in enumerate(zip(spec["fields"], members)):
-        fname, kind, ctype, nested, _overlaps = fspec
+        fname, kind, ctype, nested, _overlaps, is_bits = fspec
         where = f"{name}.{fname}"
+        if is_bits:
+            mask, signed, type_size = bits[k]
+            b = bitfields.measure(fname, mask, signed, int(type_size), where)
+            widths[k] = (b.width, b.signed)
+            layout_fields.append(b.entry(ctype))
+            formats.append(None)
+            lit = np.frombuffer(mask, np.uint8) != 0
+            covered |= lit  # bytes holding a named field's bits; the rest are padding
+            continue
         dims = tuple(int(d) for d in m["dims"][: m["rank"]])
         count = math.prod(dims)
         elem = _elem_dtype(kind, m["elem_size"], bool(m["is_signed"]), nested, where)
@@ -103,48 +118,63 @@ def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
             raise CStructError(f"{where}: {shape} x {elem} does not fill the compiler's {fsize} bytes")
         if shape:
             views[k] = (shape, elem)
-        names.append(fname)
         formats.append((elem, shape) if shape else elem)
-        offsets.append(offset)
         layout_fields.append({"name": fname, "offset": offset, "size": fsize, "ctype": ctype,
                               "count": count})
         if kind == "struct":
+            nested_classes[fname] = nested
             sub = _INFO[nested].covered
             covered[offset:offset + fsize].reshape(-1, nested.size)[:] |= sub
         else:
             covered[offset:offset + fsize] = True
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+    names, dt_formats, offsets = bitfields.dtype_fields(layout_fields, formats)
+    dtype = np.dtype({"names": names, "formats": dt_formats, "offsets": offsets, "itemsize": size})
     layout = {"name": name, "size": int(size), "align": int(align), "fields": layout_fields}
     attrs: dict[str, Any] = {
         "size": int(size), "dtype": dtype, "__layout__": layout,
         # the methods that are not slots or hot paths live here once, not in every module
         "unpack_from": staticmethod(functools.partial(unpack_from, cls)),
+        "bits": staticmethod(functools.partial(bitfields.bits_of, cls, nested=nested_classes)),
         "to_dict": to_dict,
         "__reduce__": reduce,
         # Cls? and keyword completion in IPython read this: a C-level class has no signature
-        "__signature__": _signature(names),
+        "__signature__": _signature([f["name"] for f in layout_fields]),
     }
     # runs of bytes no field covers: padding, zeroed before bytes leave an object
     edges = np.flatnonzero(np.diff(np.concatenate(([1], covered.view(np.int8), [1]))))
     gaps = [(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2])]
     info = ClassInfo(name, list(spec["aliases"]), bool(spec["main"]), list(spec["fields"]),
-                     attrs, gaps, views, covered)
+                     attrs, gaps, views, covered, widths)
     _INFO[cls] = info
     return info
 
 
-def exports(classes: Sequence[type], consts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The names a module defines: classes (under every C name) then constants, in source order."""
+def exports(classes: Sequence[type], consts: Sequence[Mapping[str, Any]],
+            enums: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The names a module defines: classes (under every C name) then constants, in source order.
+    Each enum-typed field learns its type's constants here, so it takes their names too."""
     out: dict[str, Any] = {}
     for cls in classes:
         info = _INFO[cls]
         for n in [info.name, *info.aliases]:
             out[n] = cls
+    values: dict[str, int] = {}
     for c in consts:
         if c["is_int"]:
             value = int(c["value"])
-            out[c["name"].decode()] = value - (1 << 64) if c["negative"] else value
+            values[c["name"].decode()] = value - (1 << 64) if c["negative"] else value
+    out.update(values)
+    for cls in classes:
+        for fname, kind, ctype, *_ in _INFO[cls].fields:
+            names = (enums or {}).get(ctype)
+            if kind == "enum" and names:
+                cls.__dict__[fname].enum_names = {n: values[n] for n in names if n in values}
     return out
+
+
+def enum_value(constants: Mapping[str, int], value: str, qualname: bytes, ctype: bytes) -> int:
+    """An enum field set by a constant's name (the compiled descriptor's slow path)."""
+    return bitfields.enum_value(constants, value, qualname.decode(), ctype.decode())
 
 
 # --- slow paths of the generated classes --------------------------------------------------------
