@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from .cstruct.bitfields import column
 from .errors import (
     CBridgeError,
     DriverError,
@@ -695,6 +696,12 @@ class Bridge:
     def history(self, type_name: str, n: int | None = None) -> np.ndarray:
         """The latest records of a type (at most the bridge's ``history`` size), oldest first."""
         return self.history_of(type_name).latest(n)
+
+    def column(self, type_name: str, field: str, n: int | None = None) -> np.ndarray:
+        """One scalar field of the latest records of a type, oldest first: a bit-field decoded
+        from its unit, as ``Cls.bits(b.history(type_name), field)`` gives it."""
+        entry = self._types.entry(type_name)
+        return column(entry.history.latest(n), entry.info.layout, field)
 
     def stats(self) -> dict[str, Any]:
         """Counters for status displays: per type frames/records, drops, gaps, reconnects."""

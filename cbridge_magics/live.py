@@ -33,6 +33,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from .cstruct import bitfields
+
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
@@ -52,12 +54,16 @@ class _Series:
         self.records = -(-window // per_record)  # records that hold the window's values
         self.time, self.x = time, x
         self.drawn = -1  # the history's total at the last frame
+        self.bits: bitfields.Bits | None = None  # a bit-field: decoded from its unit (field)
 
     def snapshot(self, bridge: Any) -> tuple[np.ndarray, np.ndarray, int]:
         """The x and y of the latest ``window`` values, and the history's total."""
         records, total = bridge.history_of(self.type_name).snapshot(self.records)
         # An array field is flattened in time order: record by record, element by element.
-        y = np.asarray(records[self.field], dtype=np.float64).reshape(-1)[-self.window:]
+        column = records[self.field]
+        if self.bits is not None:
+            column = bitfields.extract(column, self.bits)
+        y = np.asarray(column, dtype=np.float64).reshape(-1)[-self.window:]
         if self.time is not None:
             t0, dt = (np.asarray(records[f], dtype=np.float64) for f in self.time)
             steps = np.arange(self.per_record, dtype=np.float64)
@@ -68,6 +74,20 @@ class _Series:
             count = total * self.per_record  # values ever received: the newest's x is count - 1
             x = np.arange(count - len(y), count)
         return x, y, total
+
+
+def _bit_field(bridge: Any, type_name: str, field: str) -> tuple[bitfields.Bits | None, str]:
+    """(the bit-field, its unit's dtype field) when ``field`` of ``type_name`` is a bit-field of
+    the driver's schema, else (None, field)."""
+    schema = getattr(bridge, "schema", None)
+    info = schema.by_name.get(type_name) if schema is not None else None
+    if info is None:
+        return None, field
+    try:
+        bits, unit = bitfields.find(info.layout, field)
+    except KeyError:
+        return None, field
+    return bits, unit
 
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,9 +159,10 @@ class LivePlot:
             except KeyError as e:
                 raise ValueError(str(e).strip("'\"")) from None
             dtype = history.dtype
-            if field not in (dtype.names or ()):
+            bits, unit = _bit_field(bridge, type_name, field)
+            if field not in (dtype.names or ()) and bits is None:
                 raise ValueError(f"{type_name} has no field {field!r} (it has {', '.join(dtype.names)})")
-            ftype = dtype.fields[field][0]
+            ftype = dtype.fields[unit][0]
             if not np.issubdtype(ftype.base, np.number):
                 raise ValueError(f"{spec} is not numeric, so it cannot be plotted")
             per_record = max(1, int(np.prod(ftype.shape)))
@@ -156,7 +177,8 @@ class LivePlot:
             if x is not None and per_record != 1:
                 raise ValueError(f"{spec} holds {per_record} values a record: against a field, "
                                  "plot a scalar (or use --time T0:DT for an array)")
-            series = _Series(spec, type_name, field, per_record, window, time, x)
+            series = _Series(spec, type_name, unit, per_record, window, time, x)
+            series.bits = bits
             kept = history.capacity
             if kept < series.records:
                 raise ValueError(f"a window of {window} values of {spec} needs {series.records} "

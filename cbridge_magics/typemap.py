@@ -74,10 +74,11 @@ class TypeMap:
         """Build the type table for a (new) schema; keep histories whose dtype still fits."""
         entries: dict[int, TypeEntry] = {}
         for info in schema.types:
-            cls = self.classes.get(info.name) or record_class(info.layout)
+            enums = getattr(schema, "enums", None)
+            cls = self.classes.get(info.name) or record_class(info.layout, enums=enums)
             dtype = getattr(cls, "dtype", None)
             if not isinstance(dtype, np.dtype) or dtype.itemsize != info.size:
-                dtype = record_class(info.layout).dtype
+                dtype = record_class(info.layout, enums=enums).dtype
             hist = self.histories.get(info.name)
             if hist is None or hist.dtype != dtype:
                 if hist is not None:

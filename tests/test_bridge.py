@@ -20,8 +20,11 @@ from cbridge_magics import (
     State,
     connect,
 )
+from cbridge_magics import cstruct
 from cbridge_magics.cstruct.from_schema import record_class
-from cbridge_magics.testing import wait_for
+from cbridge_magics.testing import ROOT, wait_for
+
+DEMO_HEADER = ROOT / "c_driver" / "include" / "demo_messages.h"
 
 GET_STATUS, START, STOP, SET_WAVE = 0, 1, 2, 3
 SINE, SQUARE, SAW, NOISE = 0, 1, 2, 3
@@ -253,6 +256,31 @@ def test_the_layout_report_matches_every_driver_type(driver, bridge):
     bridge.register(*report.matching)
     assert bridge.types["Status"] is Status
     assert bridge.match().by_name()["Status"].status == "matches"
+
+
+def test_bit_fields_and_enum_names_from_the_hello_alone(bridge, cstruct_cache):
+    """A class built from the HELLO decodes Status's flags word where the driver's compiler put
+    its bits, names its enums' constants, and agrees byte for byte with the compiled header."""
+    Status, Command = bridge.types["Status"], bridge.types["Command"]
+    assert (Status.DEMO_WAVE_SAW, Command.DEMO_OP_START) == (2, 1)
+    st = bridge.request(Command(op="DEMO_OP_START", waveform="DEMO_WAVE_SAW", frequency_hz=50.0,
+                                amplitude=0.1, rate_hz=1000, batch=10))
+    try:
+        assert (st.streaming, st.paced, st.waveform, st.clients, st.level_db) == (1, 1, 2, 1, -20)
+        compiled = cstruct.compile_header(DEMO_HEADER)["Status"]
+        assert compiled.__layout__["fields"] == Status.__layout__["fields"]
+        c = compiled.unpack(bytes(st))
+        assert (c.streaming, c.paced, c.waveform, c.clients, c.level_db) == (1, 1, 2, 1, -20)
+        st.level_db = -128
+        st.waveform = "DEMO_WAVE_NOISE"
+        assert compiled.unpack(bytes(st)).level_db == -128 and compiled.unpack(bytes(st)).waveform == 3
+        with pytest.raises(OverflowError, match=r"Status.level_db: 128 does not fit in its 8-bit "
+                                                r"signed bit-field \(-128..127\)"):
+            st.level_db = 128
+        with pytest.raises(ValueError, match="DEMO_WAVE_SINE, DEMO_WAVE_SQUARE"):
+            st.waveform = "DEMO_WAVE_TRIANGLE"
+    finally:
+        bridge.request(Command(op="DEMO_OP_STOP"))
 
 
 def test_registered_class_decodes_replies(driver):

@@ -17,6 +17,7 @@ import pytest
 
 import cbridge_magics
 from cbridge_magics import DriverError, config, connect, cstruct
+from cbridge_magics.live import LivePlot
 from cbridge_magics.testing import DriverProcess, wait_for
 from cbridge_magics.wire.codes import ErrorCode
 from cbridge_magics.wire.layout import ALL_KEYS, compare
@@ -60,16 +61,16 @@ def test_the_installed_tree(built: Built) -> None:
     version = cbridge_magics.__version__
     assert sorted(p.name for p in inc.iterdir()) == ["cbridge.h", "demo_messages.h"]
     assert (inc / "cbridge.h").read_bytes() == (C_DRIVER / "include" / "cbridge.h").read_bytes()
-    assert sorted(p.name for p in lib.iterdir()) == [
-        "cmake", "libcbridge.a", "libcbridge.so", "libcbridge.so.0", f"libcbridge.so.{version}",
-        "pkgconfig"]
+    assert sorted(p.name for p in lib.iterdir()) == sorted([
+        "cmake", "libcbridge.a", "libcbridge.so", "libcbridge.so.1", f"libcbridge.so.{version}",
+        "pkgconfig"])
     assert (lib / "libcbridge.a").read_bytes() == (C_DRIVER / "build" / "libcbridge.a").read_bytes()
     real = lib / f"libcbridge.so.{version}"
     assert real.is_file() and not real.is_symlink()
-    assert os.readlink(lib / "libcbridge.so.0") == f"libcbridge.so.{version}"
-    assert os.readlink(lib / "libcbridge.so") == "libcbridge.so.0"
+    assert os.readlink(lib / "libcbridge.so.1") == f"libcbridge.so.{version}"
+    assert os.readlink(lib / "libcbridge.so") == "libcbridge.so.1"
     dyn = subprocess.run(["readelf", "-d", str(real)], capture_output=True, text=True).stdout
-    assert "Library soname: [libcbridge.so.0]" in dyn
+    assert "Library soname: [libcbridge.so.1]" in dyn
     assert sorted(p.name for p in (lib / "cmake" / "cbridge").iterdir()) == [
         "cbridgeConfig.cmake", "cbridgeConfigVersion.cmake", "cbridgeTargets-noconfig.cmake",
         "cbridgeTargets.cmake"]
@@ -95,15 +96,15 @@ def test_pkg_config_points_into_the_prefix(built: Built) -> None:
 
 
 def test_the_examples_link_the_installed_library(built: Built) -> None:
-    """minimal finds libcbridge.so.0 in the prefix (its rpath, no LD_LIBRARY_PATH);
+    """minimal finds libcbridge.so.1 in the prefix (its rpath, no LD_LIBRARY_PATH);
     minimal-static needs no libcbridge at run time."""
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     shared = subprocess.run(["ldd", str(built.build / "minimal")], capture_output=True,
                             text=True, env=env).stdout
     lines = [ln.split() for ln in shared.splitlines() if "libcbridge" in ln]
     assert len(lines) == 1, shared
-    assert lines[0][:2] == ["libcbridge.so.0", "=>"]
-    assert Path(lines[0][2]).resolve() == (built.prefix / "lib" / "libcbridge.so.0").resolve()
+    assert lines[0][:2] == ["libcbridge.so.1", "=>"]
+    assert Path(lines[0][2]).resolve() == (built.prefix / "lib" / "libcbridge.so.1").resolve()
     static = subprocess.run(["ldd", str(built.build / "minimal-static")], capture_output=True,
                             text=True, env=env).stdout
     assert "libcbridge" not in static and "libc.so" in static
@@ -142,6 +143,15 @@ def test_minimal_driver_serves_python(built: Built, cstruct_cache, sock_path: Pa
             recent = readings["celsius"][-20:]  # all made after the setpoint
             assert 20.0 < recent[0] < recent[-1] <= 30.0, recent
             assert np.all(np.diff(recent) >= 0), recent
+            # the flags are bit-fields: decoded from their unit, as the driver's compiler set them
+            heating = b.column("Reading", "heating")[-20:]
+            settled = ns.classes["Reading"].bits(readings, "settled")[-20:]
+            assert list(heating) == [1] * 20 and list(settled) == list(30.0 - recent < 0.5)
+            plot = LivePlot(b, ["Reading.heating"], window=20)  # a one-bit flag, as a plot has it
+            plot._make_figure()
+            assert plot._png().startswith(b"\x89PNG")
+            x, y, _ = plot.series[0].snapshot(b)
+            assert len(y) == 20 and set(y) == {1.0}
 
             with pytest.raises(DriverError) as err:
                 b.request(Setpoint(celsius=25.0, rate_hz=0))
@@ -163,6 +173,6 @@ def test_the_examples_build_with_nothing_but_the_package(tmp_path) -> None:
     libdir = config.lib_dir()
     ldd = subprocess.run(["ldd", str(tmp_path / "minimal")], capture_output=True, text=True).stdout
     found = [line.split() for line in ldd.splitlines() if "libcbridge" in line]
-    assert len(found) == 1 and Path(found[0][2]).resolve() == (libdir / "libcbridge.so.0").resolve()
+    assert len(found) == 1 and Path(found[0][2]).resolve() == (libdir / "libcbridge.so.1").resolve()
     assert sorted(p.name for p in EXAMPLES.iterdir()) == [
         "Makefile", "minimal.c", "minimal_messages.h"]

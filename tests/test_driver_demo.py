@@ -19,7 +19,7 @@ from wire_client import (
     FLAG_REPLY, FLAG_STREAM, T_ERROR, T_COMMAND, T_STATUS, T_TELEMETRY, E_BAD_REQUEST,
     E_OVERLOADED, STATUS, OP_GET_STATUS, OP_START, OP_STOP, OP_SET_WAVE, SINE, SQUARE, SAW,
     NOISE, NOMINAL_DT, Status, command, error_of, telemetry, Conn, wait_for_log,
-    newest_client_id,
+    newest_client_id, flags,
 )
 
 
@@ -30,7 +30,7 @@ from wire_client import (
 def test_each_command_op(driver):
     with Conn(driver.path) as c:
         s = c.status(seq=1)
-        assert s == Status(0, 0, 0, 0, 1000.0)
+        assert s == Status(0, flags(clients=1), 0, 0, 1000.0)  # amplitude 1: 0 dB
         s = c.commands(command(OP_START, SINE, 50.0, 1.0, rate_hz=1000, batch=1), seq=2)[0]
         assert (s.code, s.streaming, s.frequency_hz) == (0, 1, 50.0)
         first = c.frame()

@@ -25,10 +25,16 @@ from wire_client import (
 # --------------------------------------------------------------------------
 
 EXPECTED_TYPES = {
-    "Command": (256, 32, [("op", 0, 4, "uint32_t", 1), ("waveform", 4, 4, "uint32_t", 1),
+    "Command": (256, 32, [("op", 0, 4, "enum demo_op", 1), ("waveform", 4, 4, "enum demo_wave", 1),
                           ("frequency_hz", 8, 8, "double", 1), ("amplitude", 16, 8, "double", 1),
                           ("rate_hz", 24, 4, "uint32_t", 1), ("batch", 28, 4, "uint32_t", 1)]),
-    "Status": (257, 32, [("code", 0, 4, "int32_t", 1), ("streaming", 4, 4, "uint32_t", 1),
+    # the flags word: bit-fields in one 4-byte unit, (bit offset, width, signed) each
+    "Status": (257, 32, [("code", 0, 4, "int32_t", 1),
+                         ("streaming", 4, 4, "uint32_t", 1, 0, 1, False),
+                         ("paced", 4, 4, "uint32_t", 1, 1, 1, False),
+                         ("waveform", 4, 4, "enum demo_wave", 1, 2, 3, False),
+                         ("clients", 4, 4, "uint32_t", 1, 8, 8, False),
+                         ("level_db", 4, 4, "int32_t", 1, 16, 8, True),
                          ("frames_sent", 8, 8, "uint64_t", 1),
                          ("records_sent", 16, 8, "uint64_t", 1),
                          ("frequency_hz", 24, 8, "double", 1)]),
@@ -36,6 +42,10 @@ EXPECTED_TYPES = {
                              ("t0", 8, 8, "double", 1), ("dt", 16, 8, "double", 1),
                              ("samples", 24, 256, "float", 64)]),
 }
+ENUMS = {"enum demo_op": {"DEMO_OP_GET_STATUS": 0, "DEMO_OP_START": 1, "DEMO_OP_STOP": 2,
+                          "DEMO_OP_SET_WAVE": 3},
+         "enum demo_wave": {"DEMO_WAVE_SINE": 0, "DEMO_WAVE_SQUARE": 1, "DEMO_WAVE_SAW": 2,
+                            "DEMO_WAVE_NOISE": 3}}
 
 
 def test_hello_first_on_every_connection_with_the_demo_schema(driver):
@@ -44,7 +54,7 @@ def test_hello_first_on_every_connection_with_the_demo_schema(driver):
             h = c.hello
             assert h["protocol"] == 1
             assert h["driver"] == "cbridge-demo-driver"
-            assert h["driver_version"] == "0.1.0"
+            assert h["driver_version"] == "0.2.0"
             assert h["max_payload"] == MAX_PAYLOAD
             got = {t["name"]: t for t in h["types"]}
             assert set(got) == set(EXPECTED_TYPES)
@@ -52,7 +62,9 @@ def test_hello_first_on_every_connection_with_the_demo_schema(driver):
                 t = got[name]
                 assert (t["id"], t["size"], t["align"]) == (tid, size, 8)
                 assert [(f["name"], f["offset"], f["size"], f["ctype"], f["count"])
-                        for f in t["fields"]] == fields
+                        + ((f["bit_offset"], f["bit_width"], f["signed"]) if "bit_width" in f
+                           else ()) for f in t["fields"]] == fields
+            assert h["enums"] == ENUMS
     # the struct formats these tests use agree with the schema
     assert (COMMAND.size, STATUS.size, TELEMETRY.size) == (32, 32, 280)
 

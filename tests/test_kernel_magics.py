@@ -186,6 +186,6 @@ def test_server_and_client_notebooks_run_headless(driver_binary, tmp_path):
     # Each notebook's last waveform is the one it asked for last: square 0.8, saw 0.6.
     assert "samples between -0.80 and 0.80" in texts["server"]
     assert "samples between -0.60 and 0.60" in texts["client"]
-    assert "connected to cbridge-demo-driver 0.1.0 at ws://127.0.0.1:" in texts["client"]
+    assert "connected to cbridge-demo-driver 0.2.0 at ws://127.0.0.1:" in texts["client"]
     assert "(left)" in texts["server"], "the server's status lists the remote client it served"
     assert "token=" not in texts["client"], "the token is not echoed into the client notebook"

@@ -124,7 +124,7 @@ def test_the_wheel_holds_what_users_need_and_nothing_else(dist: Dist) -> None:
     data = f"cbridge-{VERSION}.data"
     for needed in [
             "cbridge_magics/include/cbridge.h", "cbridge_magics/include/demo_messages.h",
-            "cbridge_magics/lib/libcbridge.a", "cbridge_magics/lib/libcbridge.so.0",
+            "cbridge_magics/lib/libcbridge.a", "cbridge_magics/lib/libcbridge.so.1",
             "cbridge_magics/lib/libcbridge.so", "cbridge_magics/lib/pkgconfig/cbridge.pc",
             "cbridge_magics/lib/cmake/cbridge/cbridgeConfig.cmake",
             "cbridge_magics/lib/cmake/cbridge/cbridgeTargets.cmake",
@@ -145,7 +145,7 @@ def test_the_wheel_holds_what_users_need_and_nothing_else(dist: Dist) -> None:
     # The linker's name for the library is a one-line script naming the soname's file: a wheel
     # holds no symbolic links.
     script = zipfile.ZipFile(dist.wheel).read("cbridge_magics/lib/libcbridge.so").decode()
-    assert "INPUT(libcbridge.so.0)" in script
+    assert "INPUT(libcbridge.so.1)" in script
     enabled = json.loads(zipfile.ZipFile(dist.wheel).read(
         f"{data}/data/etc/jupyter/jupyter_server_config.d/cbridge_magics.json"))
     assert enabled == {"ServerApp": {"jpserver_extensions": {"cbridge_magics": True}}}
@@ -177,13 +177,13 @@ def test_the_shared_library_exports_the_public_api_only(venv: Venv) -> None:
     header = (ROOT / "c_driver" / "include" / "cbridge.h").read_text()
     public = set(re.findall(r"^CB_API [^(]*?\b(cb_\w+)\(", header, re.M))
     assert len(public) > 20
-    nm = subprocess.run(["nm", "-D", "--defined-only", str(lib / "libcbridge.so.0")],
+    nm = subprocess.run(["nm", "-D", "--defined-only", str(lib / "libcbridge.so.1")],
                         capture_output=True, text=True, check=True).stdout
     exported = {line.split()[-1] for line in nm.splitlines() if line.split()[1] in "TDBR"}
     assert exported == public
-    readelf = subprocess.run(["readelf", "-d", str(lib / "libcbridge.so.0")],
+    readelf = subprocess.run(["readelf", "-d", str(lib / "libcbridge.so.1")],
                              capture_output=True, text=True, check=True).stdout
-    assert "Library soname: [libcbridge.so.0]" in readelf
+    assert "Library soname: [libcbridge.so.1]" in readelf
 
 
 # --- the installed package at work ------------------------------------------------------------
@@ -287,8 +287,8 @@ def test_a_c_program_builds_against_the_installed_library_three_ways(venv: Venv)
         if "static" in binary.name:
             assert found == [], ldd
         else:
-            assert len(found) == 1 and found[0][0] == "libcbridge.so.0", ldd
-            assert Path(found[0][2]).resolve() == (Path(libdir) / "libcbridge.so.0").resolve()
+            assert len(found) == 1 and found[0][0] == "libcbridge.so.1", ldd
+            assert Path(found[0][2]).resolve() == (Path(libdir) / "libcbridge.so.1").resolve()
     served = venv.script(DRIVE_MINIMAL, src / "minimal_messages.h", *binaries)
     lines = served.splitlines()
     assert len(lines) == 6 and all(line.endswith("minimal-thermometer Ack 30.0")
@@ -332,7 +332,7 @@ def test_the_sdist_installs_with_only_its_build_requirements(dist: Dist, tmp_pat
     dist.figures["sdist_install_seconds"] = round(time.perf_counter() - t0, 1)
     site = next((root / "lib").glob("python3*/site-packages"))
     assert os.access(root / "bin" / "cbridge-demo-driver", os.X_OK)
-    for path in ("cbridge_magics/include/cbridge.h", "cbridge_magics/lib/libcbridge.so.0",
+    for path in ("cbridge_magics/include/cbridge.h", "cbridge_magics/lib/libcbridge.so.1",
                  "cbridge_magics/lib/libcbridge.a", "cbridge_magics/lib/pkgconfig/cbridge.pc"):
         assert (site / path).is_file(), path
     assert list(site.glob("cbridge_magics/wire/_wire.*.so"))

@@ -33,7 +33,8 @@ def test_a_recording_holds_what_the_bridge_received(recorded):
         assert len(times) == len(t) and np.all(np.diff(times) >= 0)
         assert abs(times[0] - time.time()) < 60
         status = r.records("Status")
-        assert list(status["streaming"]) == [0, 1, 0]
+        assert list(r.column("Status", "streaming")) == [0, 1, 0]  # a bit-field
+        assert list(r.column("Status", "code")) == list(status["code"]) == [0, 0, 0]
         kinds = [f.kind for f in r.frames()]
         assert kinds[0] == fmt.Kind.HELLO
         assert kinds.count(fmt.Kind.SENT_HEADER) == 3 and fmt.Kind.SENT not in kinds

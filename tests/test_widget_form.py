@@ -107,23 +107,34 @@ def test_choices_that_name_nothing_are_refused(Setup):
 def test_a_reply_table_shows_records_and_counts_the_rest(Setup):
     one = Setup(mode=5, name=b"a<b", weights=[1, 2, 3])
     html = reply_table(one)
-    assert "<th>mode</th>" in html and "<td>5</td>" in html and "a&lt;b" in html
+    assert "<th>mode</th>" in html and "<td>MODE_RUN (5)</td>" in html and "a&lt;b" in html
     many = reply_table([one] * 11)
     assert many.count("<tr>") == 1 + 8 and "and 3 more records" in many
     assert "[1., 2., 3.]" in html
 
 
 def test_a_form_for_a_type_built_from_the_drivers_schema(driver):
-    """No %%cstruct: the class the driver's HELLO describes gets a form too, and choices may be
-    given as a dict of names."""
+    """No %%cstruct: the class the driver's HELLO describes gets a form too, with dropdowns of
+    the enum constants the HELLO lists; choices may be given as a dict of names."""
     from cbridge_magics import connect
 
     with connect(driver.url) as b:
         Command = b.types["Command"]
         form = Form(Command, choices={"op": {"GET_STATUS": 0, "START": 1}})
-        assert widgets(form) == {"op": "Dropdown", "waveform": "BoundedIntText",
+        assert widgets(form) == {"op": "Dropdown", "waveform": "Dropdown",
                                  "frequency_hz": "FloatText", "amplitude": "FloatText",
                                  "rate_hz": "BoundedIntText", "batch": "BoundedIntText"}
+        assert [o for o, _ in form.fields[1][0].widget.options] == [
+            "DEMO_WAVE_SINE", "DEMO_WAVE_SQUARE", "DEMO_WAVE_SAW", "DEMO_WAVE_NOISE"]
+        status = Form(b.types["Status"])  # its flags word: bit-fields, from the HELLO alone
+        assert widgets(status) == {
+            "code": "BoundedIntText", "streaming": "Checkbox", "paced": "Checkbox",
+            "waveform": "Dropdown", "clients": "BoundedIntText", "level_db": "BoundedIntText",
+            "frames_sent": "Text", "records_sent": "Text", "frequency_hz": "FloatText"}
+        assert (status.fields[5][0].widget.min, status.fields[5][0].widget.max) == (-128, 127)
+        status.value = b.types["Status"](streaming=1, waveform=2, level_db=-7)
+        assert (status.value.streaming, status.value.waveform, status.value.level_db) == (1, 2, -7)
+        assert "<td>DEMO_WAVE_SAW (2)</td>" in reply_table(status.value)
         form.value = Command(op=1, frequency_hz=2.5, batch=3)
         reply = b.request(form.value, timeout=2.0)
         assert reply.streaming == 1 and reply.frequency_hz == 2.5  # what the form said

@@ -76,6 +76,7 @@ def test_a_click_on_request_changes_the_driver_and_shows_the_typed_reply(kernel,
     click = fe.click(w["request"])
     state = fe.wait_for(w["reply"], lambda s: "<table" in s.get("value", ""))
     assert "frequency_hz" in state["value"] and "<td>7.5</td>" in state["value"]
+    assert "<td>DEMO_WAVE_SQUARE (1)</td>" in state["value"]  # Status.waveform: an enum bit-field
     # sent from the panel's worker thread, the update answers the click (its parent header)
     assert fe.parents[w["reply"]][fe.states[w["reply"]].index(state)] == click
     fe.wait_for(w["status"], lambda s: "reply 1: Status" in s.get("value", ""))
@@ -95,6 +96,35 @@ def test_a_click_on_request_changes_the_driver_and_shows_the_typed_reply(kernel,
     # p.value = ... fills the form; the frontend is told
     k.run("panel.value = Command(op=3, waveform=2, frequency_hz=3.25)")
     assert k.value("(panel.value.op, panel.value.waveform, panel.value.frequency_hz)") == (3, 2, 3.25)
+
+
+def test_a_panel_on_a_struct_of_bit_fields(kernel):
+    """Status's flags word in a panel: a checkbox for each one-bit field, the enum's names for
+    the enum-typed one (no --choices: the module knows the type), bounded boxes with each width's
+    range for the others; what the frontend sets lands in the struct's bits."""
+    k = kernel
+    k.run("%cbridge panel Status")
+    assert k.value("[type(f.widget).__name__ for f, _ in panel.form.fields]") == [
+        "BoundedIntText", "Checkbox", "Checkbox", "Dropdown", "BoundedIntText", "BoundedIntText",
+        "Text", "Text", "FloatText"]
+    assert k.value("[(f.widget.min, f.widget.max) for f, _ in panel.form.fields[4:6]]") == [
+        (0, 255), (-128, 127)]
+    assert k.value("[o for o, _ in panel.form.fields[3][0].widget.options]") == [
+        "DEMO_WAVE_SINE", "DEMO_WAVE_SQUARE", "DEMO_WAVE_SAW", "DEMO_WAVE_NOISE"]
+    w = ids(k, {f: f"panel.form.fields[{i}][0].widget" for i, f in
+                [(1, "streaming"), (2, "paced"), (3, "waveform"), (4, "clients"), (5, "level_db")]})
+    fe = Frontend(k)
+    fe.type(w["streaming"], True)
+    fe.choose(w["waveform"], 2)  # DEMO_WAVE_SAW
+    fe.type(w["clients"], 255)
+    fe.type(w["level_db"], -20)
+    k.run("s = panel.value")
+    got = k.value("(s.streaming, s.paced, s.waveform, s.clients, s.level_db, "
+                  "Status.unpack(bytes(s)) == s)")
+    assert got == (1, 0, 2, 255, -20, True)
+    k.run("panel.value = Status(paced=1, waveform='DEMO_WAVE_NOISE', level_db=-128)")
+    assert k.value("[f.widget.value for f, _ in panel.form.fields[1:6]]") == [
+        False, True, 3, 0, -128]
 
 
 def test_bad_values_and_a_missing_link_show_in_the_panel(kernel, driver):
@@ -206,7 +236,7 @@ def test_the_console_shows_the_link_live_and_its_buttons_act(kernel, mine):
     views = fe.states.get(w["view"], [])
     # at most 2 redraws a second, and the counters move
     assert 2 <= len(views) <= 7, len(views)
-    assert "cbridge-demo-driver 0.1.0" in views[-1]["value"] and "Telemetry" in views[-1]["value"]
+    assert "cbridge-demo-driver 0.2.0" in views[-1]["value"] and "Telemetry" in views[-1]["value"]
     assert views[0]["value"] != views[-1]["value"]
 
     # serving: the relay's clients are listed

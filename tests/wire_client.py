@@ -21,14 +21,22 @@ E_BAD_LENGTH, E_BAD_REQUEST, E_UNAVAILABLE, E_OVERLOADED = 5, 6, 7, 8
 MAX_PAYLOAD = 1048576
 
 COMMAND = struct.Struct("<IIddII")  # op waveform frequency_hz amplitude rate_hz batch
-STATUS = struct.Struct("<iIQQd")  # code streaming frames_sent records_sent frequency_hz
+STATUS = struct.Struct("<iIQQd")  # code, a flags word of bit-fields, frames_sent, records_sent, frequency_hz
 TELEMETRY = struct.Struct("<IIdd64f")  # seq count t0 dt samples[64]
 OP_GET_STATUS, OP_START, OP_STOP, OP_SET_WAVE = 0, 1, 2, 3
 SINE, SQUARE, SAW, NOISE = 0, 1, 2, 3
 NOMINAL_DT = 1.0 / 64000  # rate_hz = 0 runs on a 1000 records/s timebase
 
 Frame = namedtuple("Frame", "magic version flags type_id seq length payload")
-Status = namedtuple("Status", "code streaming frames_sent records_sent frequency_hz")
+def flags(streaming=0, paced=0, waveform=0, clients=0, level_db=0):
+    """Status's flags word, with the bit placement the demo's HELLO gives (test_driver_wire)."""
+    return streaming | paced << 1 | waveform << 2 | clients << 8 | (level_db & 0xFF) << 16
+
+
+class Status(namedtuple("Status", "code flags frames_sent records_sent frequency_hz")):
+    @property
+    def streaming(self):
+        return self.flags & 1  # bit 0 of the flags word, as the HELLO says (test_driver_wire)
 
 
 def command(op, waveform=SINE, frequency_hz=1000.0, amplitude=1.0, rate_hz=0, batch=64):

@@ -67,7 +67,8 @@ int main(int argc, char **argv)
             continue;
         next += 1.0 / t.rate_hz;
         t.celsius += (t.target - t.celsius) * 0.05;
-        Reading r = {t.n++, t.celsius};
+        double off = t.target - t.celsius;
+        Reading r = {t.n++, t.celsius, off > 0, off < 0.5 && off > -0.5};
         cb_stream(s, MINIMAL_TYPE_READING, &r, sizeof r);
     }
     cb_server_free(s);

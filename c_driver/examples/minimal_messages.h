@@ -25,10 +25,12 @@ typedef struct Ack {
     double celsius;
 } Ack;
 
-/* Streamed to every client, rate_hz a second. */
+/* Streamed to every client, rate_hz a second; its flags are bit-fields. */
 typedef struct Reading {
     uint64_t n;
     double celsius;
+    uint32_t heating : 1;   /* below the setpoint: the heater is on */
+    uint32_t settled : 1;   /* within half a degree of the setpoint */
 } Reading;
 
 #endif /* MINIMAL_MESSAGES_H */

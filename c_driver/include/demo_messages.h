@@ -5,7 +5,8 @@
  * Cython and parses it with pycparser, so no extensions here. The driver's
  * field tables are generated from it (python -m cbridge_magics c-schema,
  * which finds each type id as DEMO_TYPE_<NAME>). Layouts are native; the
- * driver announces sizes and offsets in its HELLO. */
+ * driver announces sizes and offsets in its HELLO, and where every bit-field's
+ * bits are (measured from the compiler; C has no offsetof for them). */
 #ifndef DEMO_MESSAGES_H
 #define DEMO_MESSAGES_H
 
@@ -34,8 +35,8 @@ enum demo_wave {
 
 /* Type id 256: a request; every Command is answered by one Status. */
 typedef struct Command {
-    uint32_t op;            /* enum demo_op */
-    uint32_t waveform;      /* enum demo_wave (START, SET_WAVE) */
+    enum demo_op op;        /* what to do */
+    enum demo_wave waveform; /* START, SET_WAVE */
     double frequency_hz;    /* > 0, at most the Nyquist rate (START, SET_WAVE) */
     double amplitude;       /* >= 0 (START, SET_WAVE) */
     uint32_t rate_hz;       /* records per second, 0 = as fast as clients read (START) */
@@ -45,7 +46,13 @@ typedef struct Command {
 /* Type id 257: the reply to every Command, one record per Command. */
 typedef struct Status {
     int32_t code;           /* 0: the command was applied */
-    uint32_t streaming;     /* 1 while Telemetry is being streamed */
+    /* A flags word of bit-fields, as instruments report their state: */
+    uint32_t streaming : 1;        /* 1 while Telemetry is being streamed */
+    uint32_t paced : 1;            /* streaming at rate_hz; 0: as fast as clients read */
+    enum demo_wave waveform : 3;   /* the waveform being generated */
+    uint32_t : 3;                  /* reserved */
+    uint32_t clients : 8;          /* clients connected, at most 255 */
+    int32_t level_db : 8;          /* amplitude in dB (20 log10), rounded, -128..127 */
     uint64_t frames_sent;   /* Telemetry frames streamed since the driver started */
     uint64_t records_sent;  /* Telemetry records streamed since the driver started */
     double frequency_hz;    /* current signal frequency */

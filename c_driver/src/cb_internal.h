@@ -89,6 +89,10 @@ struct cb_server {
     struct pollfd *pfds;   /* 2 + max_clients */
     cb_type *types;
     size_t ntypes;
+    cb_enum_const *enum_consts; /* every enum's constants, owned names, in order */
+    size_t nenum_consts;
+    struct { char *name; size_t first, n; } *enums; /* enum types: a run of enum_consts each */
+    size_t nenums;
     char *hello;           /* cached HELLO JSON, rebuilt when types change */
     size_t hello_len;
     uint64_t next_id;

@@ -210,7 +210,7 @@ static int64_t demo_step(struct demo *d) {
 static int demo_check_wave(const Command *c, uint32_t rate_hz, char *why, size_t n) {
     double nyquist = demo_sample_rate(rate_hz) / 2;
     if (c->waveform > DEMO_WAVE_NOISE) {
-        snprintf(why, n, "unknown waveform %" PRIu32 " (0..3)", c->waveform);
+        snprintf(why, n, "unknown waveform %" PRIu32 " (0..3)", (uint32_t)c->waveform);
         return CB_ERR;
     }
     if (!isfinite(c->frequency_hz) || c->frequency_hz <= 0) {
@@ -264,7 +264,7 @@ static int demo_apply(struct demo *d, demo_cfg *cfg, const Command *c, int *star
         cfg->amplitude = c->amplitude;
         return CB_OK;
     default:
-        snprintf(why, n, "unknown op %" PRIu32, c->op);
+        snprintf(why, n, "unknown op %" PRIu32, (uint32_t)c->op);
         return CB_ERR;
     }
 }
@@ -280,6 +280,18 @@ static void demo_commit(struct demo *d, const demo_cfg *cfg, int started) {
     }
     d->cfg = *cfg;
     demo_retune(d);
+}
+
+/* The flags word of a Status: the settings a command leaves in force. */
+static void demo_flags(cb_server *s, const demo_cfg *cfg, Status *st) {
+    cb_stats stats;
+    double db = cfg->amplitude > 0 ? round(20 * log10(cfg->amplitude)) : -128;
+    cb_server_stats(s, &stats);
+    st->streaming = cfg->streaming != 0;
+    st->paced = cfg->streaming && cfg->rate_hz > 0;
+    st->waveform = cfg->waveform;
+    st->clients = stats.clients > 255 ? 255 : (uint32_t)stats.clients;
+    st->level_db = db < -128 ? -128 : db > 127 ? 127 : (int32_t)db;
 }
 
 /* A batch of k Commands: all are checked in order against a copy of the
@@ -310,7 +322,7 @@ static void demo_on_command(cb_server *s, const cb_request *req, void *user) {
             return;
         }
         st->code = 0;
-        st->streaming = cfg.streaming;
+        demo_flags(s, &cfg, st);
         st->frames_sent = d->frames_sent;
         st->records_sent = d->records_sent;
         st->frequency_hz = cfg.frequency_hz;

@@ -65,6 +65,13 @@ static int cb_check_fields(cb_server *s, const char *name, size_t size, const cb
                          f->name ? f->name : "?");
             return CB_ERR;
         }
+        if (f->bit_width && (f->bit_width > 64 || f->count != 1 || f->size > 16 ||
+                             f->bit_offset + f->bit_width > 8 * f->size)) {
+            cb_set_error(s->err, sizeof(s->err), "type %s: bit-field %s (%u bits at bit %u of "
+                         "a %zu-byte unit) does not fit", name, f->name, f->bit_width,
+                         f->bit_offset, f->size);
+            return CB_ERR;
+        }
     }
     return CB_OK;
 }
@@ -147,13 +154,97 @@ int cb_on(cb_server *s, uint32_t type_id, cb_handler handler, void *user) {
     return CB_OK;
 }
 
-/* Free every registered type and the HELLO built from them. */
+int cb_register_enum(cb_server *s, const char *name, const cb_enum_const *consts,
+                     size_t nconsts) {
+    size_t i, j, k;
+    void *grown;
+    if (!name || !*name || !nconsts || !consts) {
+        cb_set_error(s->err, sizeof(s->err), "enum: a name and at least one constant, please");
+        return CB_ERR;
+    }
+    for (i = 0; i < s->nenums; i++)
+        if (strcmp(s->enums[i].name, name) == 0) {
+            cb_set_error(s->err, sizeof(s->err), "enum %s already registered", name);
+            return CB_ERR;
+        }
+    for (i = 0; i < nconsts; i++) {
+        if (!consts[i].name || !*consts[i].name) {
+            cb_set_error(s->err, sizeof(s->err), "enum %s: constant %zu has no name", name, i);
+            return CB_ERR;
+        }
+        for (j = 0; j < s->nenum_consts + i; j++) {  /* C's constants share one namespace */
+            const char *other = j < s->nenum_consts ? s->enum_consts[j].name
+                                                    : consts[j - s->nenum_consts].name;
+            if (strcmp(other, consts[i].name) == 0) {
+                cb_set_error(s->err, sizeof(s->err), "enum %s: constant %s is registered twice",
+                             name, consts[i].name);
+                return CB_ERR;
+            }
+        }
+    }
+    grown = realloc(s->enum_consts, (s->nenum_consts + nconsts) * sizeof(cb_enum_const));
+    if (!grown) goto oom;
+    s->enum_consts = grown;
+    grown = realloc(s->enums, (s->nenums + 1) * sizeof(*s->enums));
+    if (!grown) goto oom;
+    s->enums = grown;
+    s->enums[s->nenums].name = cb_strdup(name);
+    if (!s->enums[s->nenums].name) goto oom;
+    for (k = 0; k < nconsts; k++) {
+        cb_enum_const *c = &s->enum_consts[s->nenum_consts + k];
+        c->value = consts[k].value;
+        c->name = cb_strdup(consts[k].name);
+        if (!c->name) {
+            while (k--) free((char *)s->enum_consts[s->nenum_consts + k].name);
+            free(s->enums[s->nenums].name);
+            goto oom;
+        }
+    }
+    s->enums[s->nenums].first = s->nenum_consts;
+    s->enums[s->nenums].n = nconsts;
+    s->nenums++;
+    s->nenum_consts += nconsts;
+    free(s->hello); /* HELLO lists the enums */
+    s->hello = NULL;
+    return CB_OK;
+
+oom:
+    cb_set_error(s->err, sizeof(s->err), "register enum %s: out of memory", name);
+    return CB_ERR;
+}
+
+int cb_check_bits(cb_server *s, const char *type, const cb_field *f, const void *ones,
+                  size_t size) {
+    const unsigned char *b = ones;
+    size_t lo = f->offset * 8 + f->bit_offset, hi = lo + f->bit_width, i, first = 0, n = 0;
+    int at_table = f->bit_width > 0 && f->offset + f->size <= size;
+    for (i = 0; i < size * 8; i++) { /* the lit bits: one run, exactly the table's */
+        int lit = (b[i / 8] >> (i % 8)) & 1;
+        if (lit && !n++) first = i;
+        if (lit != (i >= lo && i < hi)) at_table = 0;
+    }
+    if (at_table) return CB_OK;
+    cb_set_error(s->err, sizeof(s->err), "%s.%s: the table says bits %zu..%zu of the struct, "
+                 "the compiler %zu bits from bit %zu: the table is out of date with the header "
+                 "(generate it again)", type, f->name ? f->name : "?", lo, hi ? hi - 1 : 0, n,
+                 first);
+    return CB_ERR;
+}
+
+/* Free every registered type and enum, and the HELLO built from them. */
 void cb_types_free(cb_server *s) {
     size_t i;
     for (i = 0; i < s->ntypes; i++) cb_type_release(&s->types[i]);
     free(s->types);
     s->types = NULL;
     s->ntypes = 0;
+    for (i = 0; i < s->nenum_consts; i++) free((char *)s->enum_consts[i].name);
+    for (i = 0; i < s->nenums; i++) free(s->enums[i].name);
+    free(s->enum_consts);
+    free(s->enums);
+    s->enum_consts = NULL;
+    s->enums = NULL;
+    s->nenum_consts = s->nenums = 0;
     free(s->hello);
     s->hello = NULL;
 }
@@ -250,11 +341,33 @@ const char *cb_server_hello(cb_server *s, size_t *len) {
                 cb_sbuf_printf(&b, ", \"offset\": %zu, \"size\": %zu, \"ctype\": ", f->offset,
                                f->size);
                 cb_sbuf_json_str(&b, f->ctype);
-                cb_sbuf_printf(&b, ", \"count\": %zu}", f->count);
+                cb_sbuf_printf(&b, ", \"count\": %zu", f->count);
+                if (f->bit_width) /* absent for other fields: older clients read on */
+                    cb_sbuf_printf(&b, ", \"bit_offset\": %u, \"bit_width\": %u, "
+                                   "\"signed\": %s", f->bit_offset, f->bit_width,
+                                   f->is_signed ? "true" : "false");
+                cb_sbuf_printf(&b, "}");
             }
             cb_sbuf_printf(&b, "]}");
         }
-        cb_sbuf_printf(&b, "]}");
+        cb_sbuf_printf(&b, "]");
+        if (s->nenums) {
+            cb_sbuf_printf(&b, ", \"enums\": {");
+            for (i = 0; i < s->nenums; i++) {
+                cb_sbuf_printf(&b, "%s", i ? ", " : "");
+                cb_sbuf_json_str(&b, s->enums[i].name);
+                cb_sbuf_printf(&b, ": {");
+                for (j = 0; j < s->enums[i].n; j++) {
+                    const cb_enum_const *c = &s->enum_consts[s->enums[i].first + j];
+                    cb_sbuf_printf(&b, "%s", j ? ", " : "");
+                    cb_sbuf_json_str(&b, c->name);
+                    cb_sbuf_printf(&b, ": %lld", c->value);
+                }
+                cb_sbuf_printf(&b, "}");
+            }
+            cb_sbuf_printf(&b, "}");
+        }
+        cb_sbuf_printf(&b, "}");
         if (b.oom || b.len > s->max_payload) {
             free(b.p);
             cb_set_error(s->err, sizeof(s->err), "HELLO: out of memory or above max_payload");

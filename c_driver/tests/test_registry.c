@@ -9,13 +9,16 @@
 #include "check.h"
 
 static const cb_field command_fields[] = {
-    CB_FIELD(Command, op, "uint32_t"),          CB_FIELD(Command, waveform, "uint32_t"),
+    CB_FIELD(Command, op, "enum demo_op"),      CB_FIELD(Command, waveform, "enum demo_wave"),
     CB_FIELD(Command, frequency_hz, "double"),  CB_FIELD(Command, amplitude, "double"),
     CB_FIELD(Command, rate_hz, "uint32_t"),     CB_FIELD(Command, batch, "uint32_t"),
 };
 
+/* Bit-fields have no offsetof: their rows are c-schema's measurements (x86-64, gcc). */
 static const cb_field status_fields[] = {
-    CB_FIELD(Status, code, "int32_t"),          CB_FIELD(Status, streaming, "uint32_t"),
+    CB_FIELD(Status, code, "int32_t"),
+    {"streaming", "uint32_t", 4, 4, 1, 0, 1, 0},
+    {"level_db", "int32_t", 4, 4, 1, 16, 8, 1},
     CB_FIELD(Status, frames_sent, "uint64_t"),  CB_FIELD(Status, records_sent, "uint64_t"),
     CB_FIELD(Status, frequency_hz, "double"),
 };
@@ -52,10 +55,10 @@ static void test_field_macros(void) {
     CHECK(strcmp(command_fields[2].ctype, "double") == 0);
 
     CHECK(status_fields[0].offset == offsetof(Status, code));
-    CHECK(status_fields[1].offset == offsetof(Status, streaming));
-    CHECK(status_fields[2].offset == offsetof(Status, frames_sent) && status_fields[2].size == 8);
-    CHECK(status_fields[3].offset == offsetof(Status, records_sent));
-    CHECK(status_fields[4].offset == offsetof(Status, frequency_hz));
+    CHECK(status_fields[3].offset == offsetof(Status, frames_sent) && status_fields[3].size == 8);
+    CHECK(status_fields[4].offset == offsetof(Status, records_sent));
+    CHECK(status_fields[5].offset == offsetof(Status, frequency_hz));
+    CHECK(command_fields[0].bit_width == 0 && telemetry_fields[4].bit_width == 0);
 
     CHECK(telemetry_fields[0].offset == offsetof(Telemetry, seq));
     CHECK(telemetry_fields[1].offset == offsetof(Telemetry, count));
@@ -113,7 +116,7 @@ static void test_hello(void) {
     const char *json;
     size_t len = 0;
     char weird[] = "We\"ird\\Na\nme\x01";
-    cb_field wf[] = {{"a\"b", "uint8_t", 0, 1, 1}};
+    cb_field wf[] = {{"a\"b", "uint8_t", 0, 1, 1, 0, 0, 0}};
 
     CHECK(s != NULL);
     if (!s) return;
@@ -132,7 +135,7 @@ static void test_hello(void) {
     CHECK(len == strlen(json));
     CHECK(strstr(json, "{\"id\": 256, \"name\": \"Command\", \"size\": 32, \"align\": 8, "
                        "\"fields\": [{\"name\": \"op\", \"offset\": 0, \"size\": 4, "
-                       "\"ctype\": \"uint32_t\", \"count\": 1}, ") != NULL);
+                       "\"ctype\": \"enum demo_op\", \"count\": 1}, ") != NULL);
     CHECK(strstr(json, "{\"name\": \"batch\", \"offset\": 28, \"size\": 4, "
                        "\"ctype\": \"uint32_t\", \"count\": 1}]}") != NULL);
     CHECK(strstr(json, "{\"id\": 258, \"name\": \"Telemetry\", \"size\": 280, \"align\": 8") !=
@@ -151,9 +154,70 @@ done:
     cb_server_free(s);
 }
 
+/* cb_check_bits: a generated table's bit-field rows against the compiler's placement. */
+static void test_check_bits(void) {
+    cb_server *s = new_server();
+    Status v;
+    cb_field moved = status_fields[2];
+    CHECK(s != NULL);
+    if (!s) return;
+    memset(&v, 0, sizeof v);
+    v.level_db = -1;
+    CHECK(cb_check_bits(s, "Status", &status_fields[2], &v, sizeof v) == CB_OK);
+    moved.bit_offset = 17;
+    CHECK(cb_check_bits(s, "Status", &moved, &v, sizeof v) == CB_ERR);
+    CHECK(strstr(cb_server_error(s), "Status.level_db") != NULL);
+    CHECK(strstr(cb_server_error(s), "out of date") != NULL);
+    moved = status_fields[2];
+    moved.bit_width = 7;
+    CHECK(cb_check_bits(s, "Status", &moved, &v, sizeof v) == CB_ERR);
+    memset(&v, 0, sizeof v);
+    v.streaming = 1;
+    CHECK(cb_check_bits(s, "Status", &status_fields[1], &v, sizeof v) == CB_OK);
+    CHECK(cb_check_bits(s, "Status", &status_fields[2], &v, sizeof v) == CB_ERR);
+    cb_server_free(s);
+}
+
+/* Bit-fields and enums in the registry and the HELLO. */
+static void test_bits_and_enums(void) {
+    cb_server *s = new_server();
+    const char *json;
+    size_t len = 0;
+    cb_field bad[] = {{"x", "uint32_t", 0, 4, 1, 30, 3, 0}};   /* past its unit */
+    cb_field wide[] = {{"x", "uint64_t", 0, 8, 1, 0, 65, 0}};  /* more than 64 bits */
+    cb_enum_const ops[] = {{"DEMO_OP_GET_STATUS", 0}, {"DEMO_OP_START", 1}, {"NEG", -5}};
+    cb_enum_const again[] = {{"DEMO_OP_START", 1}};
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK(cb_register_type(s, 500, "Bad", 8, 4, bad, 1) == CB_ERR);
+    CHECK(strstr(cb_server_error(s), "bit-field x") != NULL);
+    CHECK(cb_register_type(s, 501, "Wide", 8, 8, wide, 1) == CB_ERR);
+    CHECK(cb_register_enum(s, "enum demo_op", ops, 3) == CB_OK);
+    CHECK(cb_register_enum(s, "enum demo_op", ops, 3) == CB_ERR);        /* the name again */
+    CHECK(cb_register_enum(s, "enum other", again, 1) == CB_ERR);        /* a constant again */
+    CHECK(strstr(cb_server_error(s), "DEMO_OP_START") != NULL);
+    CHECK(cb_register_enum(s, "enum none", ops, 0) == CB_ERR);
+    CHECK(CB_REGISTER_STRUCT(s, DEMO_TYPE_STATUS, Status, status_fields) == CB_OK);
+    json = cb_server_hello(s, &len);
+    CHECK(json != NULL);
+    if (json) {
+        CHECK(strstr(json, "{\"name\": \"streaming\", \"offset\": 4, \"size\": 4, \"ctype\": "
+                           "\"uint32_t\", \"count\": 1, \"bit_offset\": 0, \"bit_width\": 1, "
+                           "\"signed\": false}") != NULL);
+        CHECK(strstr(json, "\"bit_offset\": 16, \"bit_width\": 8, \"signed\": true}") != NULL);
+        CHECK(strstr(json, "{\"name\": \"code\", \"offset\": 0, \"size\": 4, \"ctype\": "
+                           "\"int32_t\", \"count\": 1}") != NULL);
+        CHECK(strstr(json, "], \"enums\": {\"enum demo_op\": {\"DEMO_OP_GET_STATUS\": 0, "
+                           "\"DEMO_OP_START\": 1, \"NEG\": -5}}}") != NULL);
+    }
+    cb_server_free(s);
+}
+
 int main(void) {
     test_field_macros();
     test_registry();
     test_hello();
+    test_check_bits();
+    test_bits_and_enums();
     return check_report();
 }

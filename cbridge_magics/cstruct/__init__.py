@@ -15,6 +15,8 @@ The engine of ``%%cstruct``, for plain Python too::
     Command.unpack(data) == c          # exact length check; unpack_from(buf, offset) for longer ones
     Command.size, Command.dtype        # numpy structured dtype: np.frombuffer(buf, Command.dtype)
     Command.__layout__                 # {"name", "size", "align", "fields": [{name, offset, size, ctype, count}]}
+    Reg.bits(records, "mode")          # one bit-field of a batch (a bit-field's entry has its unit's
+                                       # offset and size, and bit_offset, bit_width, signed)
 
 Classes (one per struct or union; see codegen for how they are built):
 
@@ -32,7 +34,8 @@ Classes (one per struct or union; see codegen for how they are built):
 Modules: preprocess (gcc -E), parse (pycparser -> model), macros (which #defines are integers),
 codegen (model -> Cython), build (cache, Cython, gcc, load), toolchain (the compiler and what to
 install), engine (compiled: what all classes share), runtime (import-time setup and slow paths),
-from_schema (classes built from a driver's HELLO, for types nobody compiled).
+bitfields (where a bit-field's bits are, measured; its values out of a batch), from_schema
+(classes built from a driver's HELLO, for types nobody compiled).
 
 ``registry`` maps each struct name to the class most recently compiled under it (every
 ``compile`` updates it). It is the seam for the Bridge, which matches a driver's HELLO types to

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..errors import CStructError
+
+if TYPE_CHECKING:
+    import numpy as np
+# numpy is imported where it is used: c-schema measures bit-fields in a build environment
+# that need not have it
 
 UNIT_SEP = "|"
 BIT_KEYS = ("bit_offset", "bit_width", "signed")
@@ -113,6 +116,8 @@ def dtype_fields(fields: Sequence[Mapping[str, Any]],
     """(names, formats, offsets) of a struct's dtype: ``formats`` per layout field (ignored for
     bit-fields), each bit-field unit once, as an unsigned integer (raw bytes if no integer is
     its size), where its first bit-field stands."""
+    import numpy as np
+
     where = units(fields)
     names: list[str] = []
     out_formats: list[Any] = []
@@ -137,6 +142,8 @@ def dtype_fields(fields: Sequence[Mapping[str, Any]],
 def extract(unit: np.ndarray, b: Bits) -> np.ndarray:
     """The values of bit-field ``b`` from its unit's column (any shape), as the unit's integer
     type (signed for a signed field), or 64-bit for a unit of raw bytes."""
+    import numpy as np
+
     if unit.dtype.kind == "u":
         nbits = unit.dtype.itemsize * 8
         if not b.signed:
@@ -188,6 +195,8 @@ def bits_of(cls: type, records: Any, name: str, nested: Mapping[str, type] | Non
             ) -> np.ndarray:
     """``Cls.bits(array, name)``: one bit-field of every record of ``array`` (records of
     ``Cls.dtype``, any shape); ``"inner.flag"`` reaches into a nested struct field."""
+    import numpy as np
+
     records = np.asarray(records)
     if records.dtype.names is None:
         raise TypeError(f"{cls.__name__}.bits wants an array of {cls.__name__}.dtype records, "

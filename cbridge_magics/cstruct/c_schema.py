@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +27,11 @@ from typing import Mapping, Sequence
 
 from ..errors import CStructError
 from ..wire.codes import USER_TYPE_MIN
+from .bitfields import Bits
 from .codegen import schema_ctype
-from .parse import Record, parse_file
-from .toolchain import run_cc, search_flags, toolchain
+from .layout_probe import member_expr, probe
+from .parse import Model, Record, parse_file
+from .toolchain import search_flags, toolchain
 
 _MAX_ID = 0xFFFFFFFF
 
@@ -43,7 +43,7 @@ class Registered:
     id_source: str           # "--ids", "--first-id", or the header constant's name
     size: int = 0
     align: int = 0
-    members: list[tuple[int, int]] = field(default_factory=list)  # (offset, size) per member
+    members: list[tuple[int, int] | Bits] = field(default_factory=list)  # (offset, size) or bits
 
 
 @dataclass
@@ -67,7 +67,7 @@ def _c_string(s: str) -> str:
 
 
 def _member(spelling: str, access: str) -> str:
-    return f"(({spelling} *)0)->{access}"
+    return member_expr(spelling, access)
 
 
 def parse_ids(specs: Sequence[str]) -> dict[str, int]:
@@ -83,39 +83,6 @@ def parse_ids(specs: Sequence[str]) -> dict[str, int]:
             except ValueError:
                 raise ValueError(f"--ids: {value.strip()!r} is not an integer ({item!r})") from None
     return ids
-
-
-def _probe(header: Path, flags: list[str], cc: Sequence[str], records: list[Record],
-           constants: list[str]) -> tuple[list[list[int]], list[int]]:
-    """What the compiler says: per record [size, align, offset, size, ...] and each constant's
-    value, from a program built with the header and the same flags, then run."""
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "int main(void)", "{"]
-    for r in records:
-        t = r.spelling
-        parts = [f"(unsigned long long)sizeof({t})", f"(unsigned long long)_Alignof({t})"]
-        for m in r.members:
-            parts += [f"(unsigned long long)offsetof({t}, {m.name})",
-                      f"(unsigned long long)sizeof({_member(t, m.name)})"]
-        lines += [f'    printf("{" ".join(["%llu"] * len(parts))}\\n",', "           "
-                  + ", ".join(parts) + ");"]
-    for c in constants:
-        lines.append(f'    printf("%lld\\n", (long long)({c}));')
-    lines += ["    return 0;", "}"]
-    with tempfile.TemporaryDirectory(prefix="cbridge-c-schema-") as tmp:
-        src, exe = Path(tmp) / "probe.c", Path(tmp) / "probe"
-        src.write_text("\n".join(lines) + "\n")
-        proc = run_cc([*cc, *flags, "-include", str(header.resolve()), str(src), "-o", str(exe)],
-                      "compile the layout probe")
-        if proc.returncode != 0:
-            raise CStructError(f"the C compiler rejected {header} (with the layout "
-                               f"probe):\n{proc.stderr.strip()}")
-        run = subprocess.run([str(exe)], capture_output=True, text=True)
-    out = run.stdout.split("\n")
-    if run.returncode != 0 or len(out) < len(records) + len(constants):
-        raise CStructError(f"the layout probe failed ({run.returncode}): {run.stderr}")
-    layouts = [[int(v) for v in out[i].split()] for i in range(len(records))]
-    values = [int(out[len(records) + i]) for i in range(len(constants))]
-    return layouts, values
 
 
 def _rule_names(prefix: str, r: Record) -> list[str]:
@@ -171,7 +138,7 @@ def generate(header: str | os.PathLike[str], *, prefix: str | None = None,
     records = [r for r in model.records if r.main and r.parent is None]
     chosen, constants = _choose_ids(records, ids or {}, prefix,
                                     set(model.macros) | set(model.enum_consts))
-    layouts, values = _probe(path, flags, tc.cc, records, constants)
+    layouts, values = probe(path, flags, tc.cc, records, constants)
     value_of = dict(zip(constants, values))
     regs: list[Registered] = []
     for r, lay in zip(records, layouts):
@@ -188,7 +155,7 @@ def generate(header: str | os.PathLike[str], *, prefix: str | None = None,
                 source = rule  # the same id: the header's name for it stays the one name
         else:
             value = value_of[source]
-        regs.append(Registered(r, value, source, lay[0], lay[1], list(zip(lay[2::2], lay[3::2]))))
+        regs.append(Registered(r, value, source, lay[0], lay[1], lay[2:]))
     if first_id is not None:
         used = {g.id for g in regs}
         next_id = first_id
@@ -197,8 +164,7 @@ def generate(header: str | os.PathLike[str], *, prefix: str | None = None,
                 continue
             while next_id in used:
                 next_id += 1
-            regs.append(Registered(r, next_id, "--first-id", lay[0], lay[1],
-                                   list(zip(lay[2::2], lay[3::2]))))
+            regs.append(Registered(r, next_id, "--first-id", lay[0], lay[1], lay[2:]))
             used.add(next_id)
         regs.sort(key=lambda g: g.record.index)
     _check(regs, records, prefix)
@@ -213,9 +179,21 @@ def generate(header: str | os.PathLike[str], *, prefix: str | None = None,
     elif not include.startswith(("<", '"')):
         include = f'"{include}"'
     command = command or f"python -m cbridge_magics c-schema {path} --prefix {prefix}"
-    gen = _Writer(prefix, c_name, h_name, path.name, include, command)
+    gen = _Writer(prefix, c_name, h_name, path.name, include, command, _enums_of(model, regs))
     return Generated(gen.c_file(regs, unregistered), gen.h_file(regs), regs, unregistered,
                      time.perf_counter() - t0)
+
+
+def _enums_of(model: Model, regs: list[Registered]) -> dict[str, list[str]]:
+    """The enum types the registered structs' fields have, by the spelling their ctype gives:
+    the driver registers them, so clients show those fields by name."""
+    out: dict[str, list[str]] = {}
+    for g in regs:
+        for m in g.record.members:
+            ctype = schema_ctype(m)
+            if m.elem.kind == "enum" and ctype in model.enums and model.enums[ctype]:
+                out.setdefault(ctype, model.enums[ctype])
+    return out
 
 
 def _check(regs: list[Registered], records: list[Record], prefix: str) -> None:
@@ -239,8 +217,9 @@ def _check(regs: list[Registered], records: list[Record], prefix: str) -> None:
 
 class _Writer:
     def __init__(self, prefix: str, c_name: str, h_name: str, header: str, include: str,
-                 argv: str) -> None:
+                 argv: str, enums: Mapping[str, list[str]]) -> None:
         self.prefix, self.c_name, self.h_name = prefix, c_name, h_name
+        self.enums = enums
         self.header, self.include, self.argv = header, include, argv
         self.guard = re.sub(r"\W", "_", h_name).upper()
 
@@ -269,7 +248,7 @@ class _Writer:
                                                for g in regs) + "."]
         if unregistered:
             lines.append(f" * Not registered (no type id): {', '.join(unregistered)}.")
-        lines += [" */", "#include <stddef.h>", "", '#include "cbridge.h"', f"#include {self.include}",
+        lines += [" */", "#include <stddef.h>", "#include <string.h>", "", '#include "cbridge.h"', f"#include {self.include}",
                   f'#include "{self.h_name}"', "",
                   "/* The layout this file was generated from. If an assert fails, the header has",
                   " * changed (or is compiled with other flags) since: generate this file again. */"]
@@ -278,22 +257,43 @@ class _Writer:
             t, r = g.record.spelling, g.record
             lines.append(f"_Static_assert(sizeof({t}) == {g.size} && _Alignof({t}) == {g.align}, "
                          f"{_c_string(stale + f'{r.name} is no longer {g.size} bytes')});")
-            for m, (off, size) in zip(r.members, g.members):
+            for m, lay in zip(r.members, g.members):
+                if isinstance(lay, Bits):
+                    continue
+                off, size = lay
                 lines.append(f"_Static_assert(offsetof({t}, {m.name}) == {off} && "
                              f"sizeof({_member(t, m.name)}) == {size}, "
                              f"{_c_string(stale + f'{r.name}.{m.name} moved or changed size')});")
+        lines += self.bit_ranges(regs)
         lines.append("")
         for g in regs:
             t, r = g.record.spelling, g.record
             lines.append(f"static const cb_field {p}_{r.name}_fields[] = {{")
-            for m in r.members:
+            for m, lay in zip(r.members, g.members):
+                if isinstance(lay, Bits):  # measured: C has no offsetof for a bit-field
+                    lines.append(f"    {{{_c_string(m.name)}, {_c_string(schema_ctype(m))}, "
+                                 f"{lay.offset}, {lay.size}, 1, {lay.bit_offset}, {lay.width}, "
+                                 f"{int(lay.signed)}}},")
+                    continue
                 whole = f"sizeof({_member(t, m.name)})"
                 count = "1" if m.rank == 0 else \
                     f"{whole} / sizeof({_member(t, m.name + '[0]' * m.rank)})"
                 lines.append(f"    {{{_c_string(m.name)}, {_c_string(schema_ctype(m))}, "
-                             f"offsetof({t}, {m.name}), {whole}, {count}}},")
+                             f"offsetof({t}, {m.name}), {whole}, {count}, 0, 0, 0}},")
             lines += ["};", ""]
+        for j, (name, consts) in enumerate(self.enums.items()):
+            lines.append(f"static const cb_enum_const {p}_enum{j}[] = {{  /* {name} */")
+            lines += [f"    {{{_c_string(c)}, {c}}}," for c in consts]
+            lines += ["};", ""]
+        lines += self.bits_check(regs)
         lines += [f"int {p}_register(cb_server *s)", "{"]
+        if any(isinstance(lay, Bits) for g in regs for lay in g.members):
+            lines += [f"    if ({p}_bits_as_generated(s) != CB_OK) return CB_ERR;"]
+        for j, name in enumerate(self.enums):
+            table = f"{p}_enum{j}"
+            lines += [f"    if (cb_register_enum(s, {_c_string(name)}, {table}, "
+                      f"sizeof {table} / sizeof {table}[0]) != CB_OK)",
+                      "        return CB_ERR;"]
         for g in regs:
             t, table = g.record.spelling, f"{p}_{g.record.name}_fields"
             lines += [f"    if (cb_register_type(s, {self.id_macro(g)}, {_c_string(g.record.name)}, "
@@ -302,6 +302,67 @@ class _Writer:
                       "        return CB_ERR;"]
         lines += ["    return CB_OK;", "}", ""]
         return "\n".join(lines)
+
+    def bit_ranges(self, regs: list[Registered]) -> list[str]:
+        """A bit-field's position is no constant expression in C, but its range is: each one
+        initialised to its least and greatest value, with the compiler's overflow and sign
+        conversion warnings made errors, fails the build if a field became narrower or changed
+        its sign. (A wider or moved one is caught by ``bits_check``, when the program runs.)"""
+        out: list[str] = []
+        # the comment is on the initialiser's line: a compiler quotes that line with its error
+        stale = f"/* an error here: {self.c_name} is out of date with {self.header} */"
+        for g in regs:
+            inits = []
+            for m, lay in zip(g.record.members, g.members):
+                if isinstance(lay, Bits) and m.elem.kind != "bool":
+                    lo, hi = lay.range
+                    inits.append(f"    {{.{m.name} = {_c_int(hi)}}},  {stale}")
+                    if lo:
+                        inits.append(f"    {{.{m.name} = {_c_int(lo)}}},  {stale}")
+            if inits:
+                out += [f"static const {g.record.spelling} {self.prefix}_{g.record.name}_ranges[] = {{",
+                        *inits, "};"]
+        if not out:
+            return []
+        return ["", "/* Each bit-field holds the range it was generated with. */",
+                "#pragma GCC diagnostic push", "#pragma GCC diagnostic error \"-Woverflow\"",
+                "#pragma GCC diagnostic error \"-Wsign-conversion\"",
+                "#ifdef __clang__",
+                "#pragma clang diagnostic error \"-Wbitfield-constant-conversion\"",
+                "#pragma clang diagnostic error \"-Wconstant-conversion\"", "#endif",
+                *out, "#pragma GCC diagnostic pop"]
+
+    def bits_check(self, regs: list[Registered]) -> list[str]:
+        """Where each bit-field's bits are, checked when the program registers its types (the
+        first thing it does): a table out of date with the header is refused before any
+        client sees it."""
+        rows = []
+        for g in regs:
+            t, r = g.record.spelling, g.record
+            for k, (m, lay) in enumerate(zip(r.members, g.members)):
+                if isinstance(lay, Bits):
+                    rows += [f"    memset(&v{g.record.index}, 0, sizeof v{g.record.index});",
+                             f"    v{g.record.index}.{m.name} = ones;",
+                             f"    if (cb_check_bits(s, {_c_string(r.name)}, "
+                             f"&{self.prefix}_{r.name}_fields[{k}], &v{g.record.index}, "
+                             f"sizeof({t})) != CB_OK)",
+                             "        return CB_ERR;"]
+        if not rows:
+            return []
+        decls = [f"    {g.record.spelling} v{g.record.index};" for g in regs
+                 if any(isinstance(lay, Bits) for lay in g.members)]
+        uses = [f"    (void){self.prefix}_{g.record.name}_ranges;" for g in regs
+                if any(isinstance(lay, Bits) and m.elem.kind != "bool"
+                       for m, lay in zip(g.record.members, g.members))]
+        return [f"static int {self.prefix}_bits_as_generated(cb_server *s)", "{",
+                "    volatile unsigned long long ones = ~0ULL;  /* all ones, into each field */",
+                *decls, *uses, *rows, "    return CB_OK;", "}", ""]
+
+
+def _c_int(v: int) -> str:
+    if v < -(1 << 63) + 1:
+        return f"({v + 1}LL - 1)"
+    return f"{v}LL" if v < 0 else f"{v}ULL"
 
 
 def write(gen: Generated, out: str | os.PathLike[str]) -> Path:

@@ -250,6 +250,16 @@ class _Gen:
         return (f"setup_class({rec.name}, {spec}, cb_size{i}, cb_align{i}, cb_m{i}, "
                 f"{len(rec.members)}, &_info{i}, cb_b{i}, cb_nbits{i})")
 
+    def enums(self) -> dict[str, list[str]]:
+        """Each enum type's constants by the names a field's ctype can have; a field of an
+        anonymous enum type (ctype "enum") under "Class.field"."""
+        out = dict(self.model.enums)
+        for rec in self.model.records:
+            for m in rec.members:
+                if m.elem.kind == "enum" and m.elem.spelling is None and m.elem.consts:
+                    out[f"{rec.name}.{m.name}"] = list(m.elem.consts)
+        return out
+
     # whole module ------------------------------------------------------------------------
 
     def check(self) -> None:
@@ -303,7 +313,7 @@ class _Gen:
         lines += [
             "",
             "# each enum type's constants, by the names a field's ctype can have (panels use them)",
-            f"__enums__ = {self.model.enums!r}",
+            f"__enums__ = {self.enums()!r}",
             f"__cstruct__ = exports([{', '.join(r.name for r in records)}], cb_consts, cb_nconsts, "
             "__enums__)",
             "",

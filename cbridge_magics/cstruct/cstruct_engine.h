@@ -41,10 +41,11 @@ typedef struct { const char *name; unsigned long long value; int negative, is_in
 enum { CB_ARG_INT, CB_ARG_FLOAT, CB_ARG_BOOL, CB_ARG_FIELD };
 typedef struct { PyObject *name, *field; int kind, is_signed; size_t offset, size;
                  const char *qualname, *ctype; } cb_arg_t;
-/* What a struct object needs of its class: size, padding runs (start, length pairs), and the
- * keyword table (NULL: the class takes its keywords the regular way only). */
-typedef struct { Py_ssize_t size; Py_ssize_t *gaps; Py_ssize_t ngaps; cb_arg_t *args;
-                 Py_ssize_t nargs; } cb_info_t;
+/* What a struct object needs of its class: size, padding runs (start, length pairs), bytes
+ * that are partly padding (offset, mask of the bits to keep pairs: unnamed bit-fields), and
+ * the keyword table (NULL: the class takes its keywords the regular way only). */
+typedef struct { Py_ssize_t size; Py_ssize_t *gaps; Py_ssize_t ngaps; Py_ssize_t *masks;
+                 Py_ssize_t nmasks; cb_arg_t *args; Py_ssize_t nargs; } cb_info_t;
 /* The head of every struct object: each generated class declares these three attributes first,
  * in this order, so its object struct starts like this one (the engine checks it once per class
  * in setup_class). p: the object's own struct, or the bytes of the struct it is part of;
@@ -207,8 +208,11 @@ static inline int cb_set_bool(char *p, PyObject *v) {
     _Bool b = t; memcpy(p, &b, sizeof b); return 0;
 }
 /* padding is zeroed before bytes leave an object, so equal structs are equal bytes */
-static inline void cb_zero(char *p, const Py_ssize_t *gaps, Py_ssize_t n) {
-    for (Py_ssize_t j = 0; j < n; j++) memset(p + gaps[2 * j], 0, (size_t)gaps[2 * j + 1]);
+static inline void cb_zero(char *p, const cb_info_t *info) {
+    for (Py_ssize_t j = 0; j < info->ngaps; j++)
+        memset(p + info->gaps[2 * j], 0, (size_t)info->gaps[2 * j + 1]);
+    for (Py_ssize_t j = 0; j < info->nmasks; j++)
+        p[info->masks[2 * j]] &= (char)info->masks[2 * j + 1];
 }
 /* unpack: exactly info->size bytes from any buffer (bytes without the buffer protocol); the
  * error names the class (type: its type object) */
@@ -230,7 +234,7 @@ static inline int cb_fill(char *dst, PyObject *buf, const cb_info_t *info, PyObj
                      dot ? dot + 1 : name, info->size, n);
         return -1;
     }
-    cb_zero(dst, info->gaps, info->ngaps);
+    cb_zero(dst, info);
     return 0;
 }
 

@@ -40,6 +40,8 @@ cdef extern from "cstruct_engine.h":
         Py_ssize_t size
         Py_ssize_t *gaps
         Py_ssize_t ngaps
+        Py_ssize_t *masks
+        Py_ssize_t nmasks
         cb_arg_t *args
         Py_ssize_t nargs
 
@@ -53,7 +55,7 @@ cdef extern from "cstruct_engine.h":
     object cb_get_float(const char *p, size_t size)
     int cb_set_float(char *p, object v, size_t size, const char *field) except -1
     int cb_set_bool(char *p, object v) except -1
-    void cb_zero(char *p, const Py_ssize_t *gaps, Py_ssize_t n) noexcept nogil
+    void cb_zero(char *p, const cb_info_t *info) noexcept nogil
     int cb_fill(char *dst, object buf, const cb_info_t *info, object type) except -1
     object cb_new(object type)
 

@@ -158,14 +158,14 @@ cdef inline cb_obj_t *_head(object obj) noexcept:
 cdef int _getbuffer(object obj, Py_buffer *view, int flags) except -1:
     """bf_getbuffer of every struct class: its bytes, writable, padding zeroed first."""
     cdef cb_obj_t *h = _head(obj)
-    cb_zero(h.p, h.info.gaps, h.info.ngaps)
+    cb_zero(h.p, h.info)
     return PyBuffer_FillInfo(view, obj, h.p, h.info.size, 0, flags)
 
 
 cdef bytes _bytes(object obj):
     """The struct's bytes, padding zeroed."""
     cdef cb_obj_t *h = _head(obj)
-    cb_zero(h.p, h.info.gaps, h.info.ngaps)
+    cb_zero(h.p, h.info)
     return PyBytes_FromStringAndSize(h.p, h.info.size)
 
 
@@ -175,8 +175,8 @@ cdef object _eq(object obj, object other):
         return NotImplemented
     cdef cb_obj_t *a = _head(obj)
     cdef cb_obj_t *b = _head(other)
-    cb_zero(a.p, a.info.gaps, a.info.ngaps)
-    cb_zero(b.p, b.info.gaps, b.info.ngaps)
+    cb_zero(a.p, a.info)
+    cb_zero(b.p, b.info)
     return memcmp(a.p, b.p, a.info.size) == 0
 
 
@@ -378,6 +378,15 @@ cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
         for j, (start, length) in enumerate(ci.gaps):
             info.gaps[2 * j] = start
             info.gaps[2 * j + 1] = length
+    info.nmasks = len(ci.masks)
+    info.masks = NULL
+    if ci.masks:
+        info.masks = <Py_ssize_t*>PyMem_Malloc(2 * len(ci.masks) * sizeof(Py_ssize_t))  # for life
+        if info.masks == NULL:
+            raise MemoryError()
+        for j, (start, keep) in enumerate(ci.masks):
+            info.masks[2 * j] = start
+            info.masks[2 * j + 1] = keep
     # the class must start like cb_obj_t, with its struct inside the object (checked once here)
     probe = cb_new(cls)
     h = _head(probe)

@@ -3,10 +3,13 @@
 A compiled ``%%cstruct`` class is the authority on a layout here; when a driver announces a type
 that this side has not compiled, the Bridge still decodes it with one of these classes, built from
 the HELLO entry alone. They share the compiled classes' interface (``size``, ``dtype``,
-``__layout__``, ``unpack``, ``bytes(obj)``, keyword construction), backed by a numpy record.
+``__layout__``, ``unpack``, ``bytes(obj)``, keyword construction, ``bits``), backed by a numpy
+record. Bit-fields are read and written where the HELLO says their bits are (the driver's
+compiler measured them); the constants of the enum types its fields have become class
+attributes, and those fields take their names.
 
-    Status = record_class(schema.by_name["Status"].layout)
-    s = Status.unpack(payload); s.code
+    Status = record_class(schema.by_name["Status"].layout, enums=schema.enums)
+    s = Status.unpack(payload); s.code, s.waveform == Status.DEMO_WAVE_SAW
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ProtocolError
+from . import bitfields
 from .runtime import byte_array, no_field, struct_repr
 
 # The numpy spelling of the C types a schema names; anything else is kept as raw bytes.
@@ -44,16 +48,15 @@ def _field_format(f: Mapping[str, Any]) -> Any:
 
 
 def dtype_from_layout(layout: Mapping[str, Any]) -> np.dtype:
-    """A numpy structured dtype with the layout's offsets and itemsize."""
+    """A numpy structured dtype with the layout's offsets and itemsize (each bit-field unit once,
+    as the compiled classes have it)."""
     fields = layout["fields"]
     try:
-        return np.dtype({
-            "names": [f["name"] for f in fields],
-            "formats": [_field_format(f) for f in fields],
-            "offsets": [f["offset"] for f in fields],
-            "itemsize": layout["size"],
-        })
-    except (ValueError, TypeError) as e:
+        formats = [None if f.get("bit_width") is not None else _field_format(f) for f in fields]
+        names, formats, offsets = bitfields.dtype_fields(fields, formats)
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                         "itemsize": layout["size"]})
+    except (ValueError, TypeError, KeyError) as e:
         raise ProtocolError(f"schema type {layout.get('name')!r} has no numpy form: {e}") from None
 
 
@@ -64,12 +67,16 @@ class SchemaRecord:
     size: int
     dtype: np.dtype
     __layout__: dict[str, Any]
+    _cb_fields: frozenset[str]                    # every field's name
+    _cb_bits: dict[str, bitfields.Bits]           # the bit-fields, by name
+    _cb_enums: dict[str, dict[str, int]]          # enum-typed fields: their constants
 
     def __init__(self, **values: Any) -> None:
         object.__setattr__(self, "_rec", np.zeros((), self.dtype))
         for name, value in values.items():
-            if name not in self.dtype.names:
-                raise no_field(type(self).__name__, name, self.dtype.names)
+            if name not in self._cb_fields:
+                raise no_field(type(self).__name__, name, [f["name"] for f in
+                                                          self.__layout__["fields"]])
             setattr(self, name, value)
 
     @classmethod
@@ -81,24 +88,67 @@ class SchemaRecord:
         object.__setattr__(obj, "_rec", np.frombuffer(bytearray(data), cls.dtype).reshape(()))
         return obj
 
+    @classmethod
+    def bits(cls, records: Any, name: str) -> np.ndarray:
+        """One bit-field of every record of an array of ``cls.dtype`` records."""
+        return bitfields.bits_of(cls, records, name)
+
     def pack(self) -> bytes:
         return self._rec.tobytes()
 
     __bytes__ = pack
 
+    def _unit(self, b: bitfields.Bits) -> np.ndarray:
+        # the unit's bytes in the record, writable
+        return self._rec.reshape(1).view(np.uint8)[b.offset:b.offset + b.size]
+
     def __getattr__(self, name: str) -> Any:
-        if name in self.dtype.names:
+        b = self._cb_bits.get(name)
+        if b is not None:
+            unit = int.from_bytes(self._unit(b).tobytes(), "little")
+            value = unit >> b.bit_offset & ((1 << b.width) - 1)
+            return value - (1 << b.width) if b.signed and value >> (b.width - 1) else value
+        if name in self._cb_fields:
             value = self._rec[name]
             return value.item() if value.ndim == 0 else value
         raise AttributeError(f"{type(self).__name__} has no field {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.dtype.names:
+        if name not in self._cb_fields:
             raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+        where = f"{type(self).__name__}.{name}"
+        consts = self._cb_enums.get(name)
+        if consts is not None and isinstance(value, str):
+            value = bitfields.enum_value(consts, value, where, self._ctype(name))
+        b = self._cb_bits.get(name)
+        if b is not None:
+            self._set_bits(b, value, where)
+            return
         current = self._rec[name]
         if current.ndim:  # an array field: uint8_t/int8_t ones take bytes, as compiled ones do
             value = byte_array(current, value, f"{type(self).__name__}.{name}")
         self._rec[name] = value
+
+    def _ctype(self, name: str) -> str:
+        return next(str(f["ctype"]) for f in self.__layout__["fields"] if f["name"] == name)
+
+    def _set_bits(self, b: bitfields.Bits, value: Any, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if b.width == 1 and not b.signed and isinstance(value, bool):
+                value = int(value)
+            else:
+                raise TypeError(f"{where} is an integer bit-field ({self._ctype(b.name)} : "
+                                f"{b.width}), not {type(value).__name__}")
+        lo, hi = b.range
+        if not lo <= int(value) <= hi:
+            sign = "signed" if b.signed else "unsigned"
+            raise OverflowError(f"{where}: {value!r} does not fit in its {b.width}-bit {sign} "
+                                f"bit-field ({lo}..{hi})")
+        view = self._unit(b)
+        mask = ((1 << b.width) - 1) << b.bit_offset
+        unit = int.from_bytes(view.tobytes(), "little") & ~mask
+        unit |= (int(value) << b.bit_offset) & mask
+        view[:] = np.frombuffer(unit.to_bytes(b.size, "little"), np.uint8)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and bytes(self) == bytes(other)  # type: ignore[arg-type]
@@ -109,13 +159,28 @@ class SchemaRecord:
     __repr__ = struct_repr  # the same text as a compiled class's
 
 
-def record_class(layout: Mapping[str, Any]) -> type[SchemaRecord]:
-    """A class for one HELLO type entry (a dict of name, size, align, fields)."""
+def record_class(layout: Mapping[str, Any],
+                 enums: Mapping[str, Mapping[str, int]] | None = None) -> type[SchemaRecord]:
+    """A class for one HELLO type entry (a dict of name, size, align, fields); ``enums``, the
+    HELLO's enum types, name its enum-typed fields' constants."""
     dtype = dtype_from_layout(layout)
-    return type(str(layout["name"]), (SchemaRecord,), {
+    fields = layout["fields"]
+    bits = {str(f["name"]): b for f in fields if (b := bitfields.of_entry(f)) is not None}
+    typed = {str(f["name"]): dict(enums[f["ctype"]]) for f in fields
+             if enums and f.get("ctype") in enums}
+    attrs: dict[str, Any] = {
         "__slots__": (),
         "size": int(layout["size"]),
         "dtype": dtype,
         "__layout__": dict(layout),
         "__module__": __name__,
-    })
+        "_cb_fields": frozenset(str(f["name"]) for f in fields),
+        "_cb_bits": bits,
+        "_cb_enums": typed,
+    }
+    # the constants as class attributes (Status.DEMO_WAVE_SAW), unless a name is taken
+    for consts in typed.values():
+        for cname, value in consts.items():
+            if cname not in attrs and not hasattr(SchemaRecord, cname):
+                attrs[cname] = value
+    return type(str(layout["name"]), (SchemaRecord,), attrs)

@@ -47,6 +47,7 @@ class Elem:
     spelling: str | None
     record: "Record | None" = None
     names: tuple[str, ...] = ()  # IdentifierType words for builtin types ('unsigned', 'int')
+    consts: tuple[str, ...] = ()  # an anonymous enum's constants (C cannot name its type)
 
 
 @dataclass
@@ -174,13 +175,16 @@ class _Builder:
                     sub_elem, sub_rank, sub_const = self.resolve(
                         target, where, owner, member, parent, access + "[0]" * rank)
                     spelling = tname if sub_rank == 0 else sub_elem.spelling
-                    elem = Elem(sub_elem.kind, spelling, sub_elem.record, sub_elem.names)
+                    elem = Elem(sub_elem.kind, spelling, sub_elem.record, sub_elem.names,
+                                sub_elem.consts)
                     return elem, rank + sub_rank, const or sub_const
                 return Elem(self._builtin_kind(names, where, owner, member), " ".join(names),
                             None, tuple(names)), rank, const
             elif isinstance(node, c_ast.Enum):
                 spelling = f"enum {node.name}" if node.name else None
-                return Elem("enum", spelling), rank, const
+                consts = tuple(e.name for e in node.values.enumerators) \
+                    if node.name is None and node.values is not None else ()
+                return Elem("enum", spelling, consts=consts), rank, const
             elif isinstance(node, (c_ast.Struct, c_ast.Union)):
                 rec = self.record_for(node, where, owner, member, parent, access + "[0]" * rank)
                 return Elem("struct", rec.spelling, rec), rank, const
@@ -289,7 +293,8 @@ class _Builder:
                                "that is not an integer, bool or enum")
         # a plain char bit-field is an integer one (gcc takes them; its signedness is measured)
         return Member(d.name, Elem("int" if elem.kind == "char" else elem.kind, elem.spelling,
-                                   None, elem.names), 0, where, const, overlaps, bitfield=True)
+                                   None, elem.names, elem.consts), 0, where, const, overlaps,
+                      bitfield=True)
 
     def walk(self) -> None:
         # Pass 1: every typedef and tag definition in the translation unit, in order.

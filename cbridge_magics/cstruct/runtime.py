@@ -44,6 +44,7 @@ class ClassInfo:
     views: dict[int, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     covered: np.ndarray | None = None
     bit_widths: dict[int, tuple[int, bool]] = field(default_factory=dict)  # (width, signed)
+    masks: list[tuple[int, int]] = field(default_factory=list)  # bytes partly padding: keep mask
 
 
 _INFO: dict[type, ClassInfo] = {}
@@ -90,7 +91,7 @@ def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
     name = spec["name"]
     layout_fields = []
     formats: list[Any] = []
-    covered = np.zeros(size, bool)
+    covered = np.zeros(size * 8, bool)  # by bit: an unnamed bit-field shares bytes with fields
     views: dict[int, tuple[tuple[int, ...], np.dtype]] = {}
     widths: dict[int, tuple[int, bool]] = {}
     nested_classes: dict[str, type] = {}
@@ -103,8 +104,7 @@ def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
             widths[k] = (b.width, b.signed)
             layout_fields.append(b.entry(ctype))
             formats.append(None)
-            lit = np.frombuffer(mask, np.uint8) != 0
-            covered |= lit  # bytes holding a named field's bits; the rest are padding
+            covered |= np.unpackbits(np.frombuffer(mask, np.uint8), bitorder="little") != 0
             continue
         dims = tuple(int(d) for d in m["dims"][: m["rank"]])
         count = math.prod(dims)
@@ -124,9 +124,9 @@ def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
         if kind == "struct":
             nested_classes[fname] = nested
             sub = _INFO[nested].covered
-            covered[offset:offset + fsize].reshape(-1, nested.size)[:] |= sub
+            covered[offset * 8:(offset + fsize) * 8].reshape(-1, nested.size * 8)[:] |= sub
         else:
-            covered[offset:offset + fsize] = True
+            covered[offset * 8:(offset + fsize) * 8] = True
     names, dt_formats, offsets = bitfields.dtype_fields(layout_fields, formats)
     dtype = np.dtype({"names": names, "formats": dt_formats, "offsets": offsets, "itemsize": size})
     layout = {"name": name, "size": int(size), "align": int(align), "fields": layout_fields}
@@ -141,10 +141,14 @@ def finish(cls: type, spec: Mapping[str, Any], size: int, align: int,
         "__signature__": _signature([f["name"] for f in layout_fields]),
     }
     # runs of bytes no field covers: padding, zeroed before bytes leave an object
-    edges = np.flatnonzero(np.diff(np.concatenate(([1], covered.view(np.int8), [1]))))
+    by_byte = covered.reshape(size, 8)
+    used = by_byte.any(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([1], used.view(np.int8), [1]))))
     gaps = [(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2])]
+    keep = np.packbits(by_byte, axis=1, bitorder="little").reshape(-1)
+    masks = [(int(i), int(keep[i])) for i in np.flatnonzero(used & (keep != 0xFF))]
     info = ClassInfo(name, list(spec["aliases"]), bool(spec["main"]), list(spec["fields"]),
-                     attrs, gaps, views, covered, widths)
+                     attrs, gaps, views, covered, widths, masks)
     _INFO[cls] = info
     return info
 
@@ -165,8 +169,10 @@ def exports(classes: Sequence[type], consts: Sequence[Mapping[str, Any]],
             values[c["name"].decode()] = value - (1 << 64) if c["negative"] else value
     out.update(values)
     for cls in classes:
-        for fname, kind, ctype, *_ in _INFO[cls].fields:
-            names = (enums or {}).get(ctype)
+        info = _INFO[cls]
+        for fname, kind, ctype, *_ in info.fields:
+            key = f"{info.name}.{fname}" if ctype == "enum" else ctype  # an anonymous enum's
+            names = (enums or {}).get(key)
             if kind == "enum" and names:
                 cls.__dict__[fname].enum_names = {n: values[n] for n in names if n in values}
     return out

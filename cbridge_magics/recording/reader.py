@@ -8,6 +8,7 @@ last whole entry (``ignored_bytes`` says how much was left over).
     r = recording.open("run.cbrec")
     r.schema, r.types                 # the first HELLO; every type recorded
     t = r.records("Telemetry")        # numpy structured array; r.times("Telemetry") per record
+    r.column("Status", "streaming")   # one field's values, bit-fields decoded
     for f in r.frames(): ...          # everything, in order (Frame: kind, time, type, payload...)
 """
 
@@ -208,6 +209,14 @@ class Recording:
             raw[at:at + n] = data[off:off + n]
             at += n
         return out
+
+    def column(self, name: str, field: str, epoch: int | None = None) -> np.ndarray:
+        """One scalar field of every record of ``name``: a plain field as ``records`` has it, a
+        bit-field decoded from its unit (``r.column("Status", "streaming")``)."""
+        from ..cstruct.bitfields import column
+
+        _, info = self._selection(name, epoch)
+        return column(self.records(name, epoch), info.layout, field)
 
     def times(self, name: str, epoch: int | None = None) -> np.ndarray:
         """The receive time (seconds since the epoch) of each record ``records`` returns."""

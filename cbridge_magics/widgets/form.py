@@ -8,11 +8,14 @@
 What each field gets:
 - integers: a bounded integer input with the C type's range (64-bit ones, which a browser's numbers
   cannot hold exactly, a text box checked against the range);
+- a bit-field: a checkbox if it is one bit wide (unsigned), else a bounded integer input with its
+  width's range;
 - float and double: a float input; bool: a checkbox;
 - a char array: a text box, at most its length in bytes;
 - a numeric array: a text box of comma-separated values, checked for count and each value;
 - a nested struct: a labelled group of its own fields;
-- a field whose C type is an enum, or one named in ``choices``: a dropdown of constant names.
+- a field whose C type is an enum (from the compiled module, or from the driver's HELLO for a
+  schema-built class), or one named in ``choices``: a dropdown of constant names.
 Arrays of structs cannot be edited here: they keep the value last set through ``form.value``.
 """
 
@@ -24,16 +27,22 @@ from typing import Any
 
 import numpy as np
 
+from ..cstruct import bitfields
 from ..cstruct.runtime import field_specs
 from .threads import free_routing
 
 _LABEL_WIDTH = "150px"
 
 
-def enum_constants(cls: type, ctype: str) -> dict[str, int]:
-    """The constants of a field's enum type, from the class's compiled module (name -> value)."""
+def enum_constants(cls: type, ctype: str, name: str | None = None) -> dict[str, int]:
+    """The constants of a field's enum type (name -> value): from the class's compiled module, or
+    for a class built from a driver's schema, from its HELLO."""
+    schema = getattr(cls, "_cb_enums", None)
+    if schema is not None:
+        return dict(schema.get(name, {}))
     module = sys.modules.get(cls.__module__)
-    names = getattr(module, "__enums__", {}).get(ctype, [])
+    key = f"{cls.__name__}.{name}" if ctype == "enum" else ctype  # an anonymous enum's field
+    names = getattr(module, "__enums__", {}).get(key, [])
     values = getattr(module, "__cstruct__", {})
     return {n: values[n] for n in names if isinstance(values.get(n), int)}
 
@@ -46,12 +55,15 @@ def prefixed(constants: Mapping[str, Any], prefix: str) -> dict[str, int]:
 
 def _fields(cls: type) -> list[tuple[str, str, str, Any]]:
     """(name, kind, ctype, nested class) of each field: the compiled tables, or, for a class built
-    from a driver's schema, its dtype."""
+    from a driver's schema, its dtype (a bit-field's kind is "bits" there)."""
     specs = field_specs(cls)
     if specs is not None:
-        return [(f[0], f[1], f[2], f[3]) for f in specs]
+        return [(f[0], "bits" if f[5] else f[1], f[2], f[3]) for f in specs]
     out = []
     for f in cls.__layout__["fields"]:
+        if f.get("bit_width") is not None:
+            out.append((f["name"], "bits", f["ctype"], None))
+            continue
         base = cls.dtype.fields[f["name"]][0].base
         kind = {"f": "float", "b": "bool", "S": "char", "V": "struct"}.get(base.kind, "int")
         out.append((f["name"], kind, f["ctype"], None))
@@ -72,13 +84,15 @@ class _Field:
 
 
 class _IntField(_Field):
-    def __init__(self, name: str, dtype: np.dtype, ctype: str) -> None:
+    def __init__(self, name: str, dtype: np.dtype, ctype: str,
+                 bounds: tuple[int, int] | None = None) -> None:
         import ipywidgets as w
 
         info = np.iinfo(dtype)
-        self.lo, self.hi, self.ctype = int(info.min), int(info.max), ctype
-        # A browser's numbers are doubles: exact up to 2**53, so 64-bit fields are typed as text.
-        self.exact = dtype.itemsize < 8
+        self.lo, self.hi = bounds or (int(info.min), int(info.max))
+        self.ctype = ctype
+        # A browser's numbers are doubles: exact up to 2**53, so wider fields are typed as text.
+        self.exact = -(1 << 53) <= self.lo and self.hi <= 1 << 53
         if self.exact:
             widget = w.BoundedIntText(value=0, min=self.lo, max=self.hi, description=name)
         else:
@@ -98,6 +112,21 @@ class _IntField(_Field):
 
     def set(self, value: Any) -> None:
         self.widget.value = int(value) if self.exact else str(int(value))
+
+
+class _FlagField(_Field):
+    """A one-bit bit-field: a checkbox, read back as 0 or 1."""
+
+    def __init__(self, name: str) -> None:
+        import ipywidgets as w
+
+        super().__init__(name, w.Checkbox(value=False, description=name, indent=True))
+
+    def get(self) -> int:
+        return int(bool(self.widget.value))
+
+    def set(self, value: Any) -> None:
+        self.widget.value = bool(value)
 
 
 class _ChoiceField(_Field):
@@ -210,9 +239,16 @@ class Form:
         self.fields: list[tuple[_Field | Form, bool]] = []  # (input, is a nested form)
         rows = []
         for name, kind, ctype, nested in _fields(cls):
+            item: _Field | Form
+            if kind == "bits":
+                item = self._bits_input(cls, name, ctype, choices, constants)
+                item.widget.style = {"description_width": _LABEL_WIDTH}
+                item.widget.layout = w.Layout(width="420px")
+                rows.append(item.widget)
+                self.fields.append((item, False))
+                continue
             ftype = cls.dtype.fields[name][0]
             base, shape = ftype.base, ftype.shape
-            item: _Field | Form
             if kind == "struct" and not shape and nested is not None:
                 item = Form(nested, {k.split(".", 1)[1]: v for k, v in choices.items()
                                      if k.startswith(name + ".")}, constants, title=name)
@@ -234,8 +270,8 @@ class Form:
                     raise ValueError(f"choices for {cls.__name__}.{name}: no integer constants "
                                      f"named {choices[name]!r}... here")
                 item = _ChoiceField(name, options, base)
-            elif kind == "enum" and enum_constants(cls, ctype):
-                item = _ChoiceField(name, enum_constants(cls, ctype), base)
+            elif enum_constants(cls, ctype, name):
+                item = _ChoiceField(name, enum_constants(cls, ctype, name), base)
             elif kind == "float":
                 item = _Field(name, w.FloatText(value=0.0, description=name))
             elif kind == "bool":
@@ -254,6 +290,22 @@ class Form:
                 border="1px solid var(--jp-border-color2, #ccc)", padding="2px 6px"))
         else:
             self.box = w.VBox(rows)
+
+    @staticmethod
+    def _bits_input(cls: type, name: str, ctype: str, choices: Mapping[str, Any],
+                    constants: Mapping[str, Any]) -> _Field:
+        b, _ = bitfields.find(cls.__layout__, name)
+        assert b is not None
+        options = choices.get(name)
+        if isinstance(options, str):
+            options = prefixed(constants, options)
+        options = options or enum_constants(cls, ctype, name)
+        if options:
+            return _ChoiceField(name, options, np.dtype("i8"))
+        if b.width == 1 and not b.signed:
+            return _FlagField(name)
+        return _IntField(name, np.dtype("i8" if b.signed else "u8"), f"{ctype} : {b.width}",
+                         b.range)
 
     @property
     def value(self) -> Any:

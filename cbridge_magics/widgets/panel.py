@@ -26,7 +26,7 @@ from typing import Any, Callable
 import ipywidgets as w
 
 from ..errors import CBridgeError, DriverUnavailable
-from .form import Form
+from .form import Form, enum_constants
 from .tables import as_getter, html_table
 from .threads import Worker, free_routing
 
@@ -41,9 +41,20 @@ def reply_table(reply: Any) -> str:
     records = reply if isinstance(reply, list) else [reply]
     if not records:
         return "<i>an empty reply</i>"
-    names = [f["name"] for f in type(records[0]).__layout__["fields"]]
+    cls = type(records[0])
+    fields = cls.__layout__["fields"]
+    names = [f["name"] for f in fields]
+    # an enum-typed field shows its constant's name beside the value
+    consts = {f["name"]: {v: k for k, v in enum_constants(cls, f["ctype"], f["name"]).items()}
+              for f in fields}
+
+    def cell(name: str, value: Any) -> Any:
+        known = consts[name].get(value) if isinstance(value, int) else None
+        return value if known is None else f"{known} ({value})"
+
     more = len(records) - ROWS_SHOWN
-    return html_table(names, [[getattr(r, n) for n in names] for r in records[:ROWS_SHOWN]],
+    return html_table(names, [[cell(n, getattr(r, n)) for n in names]
+                              for r in records[:ROWS_SHOWN]],
                       "cbridge-reply", f"and {more} more records" if more > 0 else "")
 
 

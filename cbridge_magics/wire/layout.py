@@ -15,10 +15,11 @@ from typing import Any, Iterable, Mapping
 from ..errors import LayoutMismatch
 from .hello import Schema, TypeInfo
 
-# What the wire depends on: a struct's name and size, each field's offset and size. A recompile
-# is also told about alignment and each field's C type and element count.
-WIRE_KEYS = ("offset", "size")
-ALL_KEYS = ("offset", "size", "ctype", "count")
+# What the wire depends on: a struct's name and size, each field's offset and size, and a
+# bit-field's bits in its unit (absent on both sides for other fields). A recompile is also told
+# about alignment and each field's C type and element count.
+WIRE_KEYS = ("offset", "size", "bit_offset", "bit_width", "signed")
+ALL_KEYS = (*WIRE_KEYS, "ctype", "count")
 
 
 @dataclass(frozen=True)
