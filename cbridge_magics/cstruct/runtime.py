@@ -303,11 +303,28 @@ def _fields(obj: Any) -> list[str]:
     return [f["name"] for f in type(obj).__layout__["fields"]]
 
 
+def _nested_of(obj: Any, name: str) -> type | None:
+    """The struct class of an array-of-structs field (compiled classes only)."""
+    info = _INFO.get(type(obj))
+    return next((f[3] for f in info.fields if f[0] == name), None) if info else None
+
+
+def _records_as(nested: type, value: np.ndarray, convert: Any) -> Any:
+    """An array of struct records as nested lists of ``convert(object)``: its fields as the
+    class reads them (a record's raw tuple would show bit-field units, not fields)."""
+    if value.ndim > 1:
+        return [_records_as(nested, v, convert) for v in value]
+    return [convert(nested.unpack(v.tobytes())) for v in value]
+
+
 def struct_repr(obj: Any) -> str:
     parts = []
     for name in _fields(obj):
         value = getattr(obj, name)
-        if isinstance(value, np.ndarray):
+        nested = _nested_of(obj, name) if isinstance(value, np.ndarray) else None
+        if nested is not None and value.size <= 8:
+            text = repr(_records_as(nested, value, lambda o: o))
+        elif isinstance(value, np.ndarray):
             text = np.array2string(value, threshold=8, edgeitems=3, separator=", ")
         else:
             text = repr(value)
@@ -316,11 +333,15 @@ def struct_repr(obj: Any) -> str:
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    """``obj.to_dict()``: the fields as a dict (nested structs as dicts, arrays as lists)."""
+    """``obj.to_dict()``: the fields as a dict (nested structs as dicts, arrays as lists; an
+    array of structs as a list of dicts)."""
     out = {}
     for name in _fields(obj):
         value = getattr(obj, name)
-        if isinstance(value, np.ndarray):
+        nested = _nested_of(obj, name) if isinstance(value, np.ndarray) else None
+        if nested is not None:
+            value = _records_as(nested, value, to_dict)
+        elif isinstance(value, np.ndarray):
             value = value.tolist()
         elif hasattr(type(value), "__layout__"):
             value = to_dict(value)
