@@ -23,6 +23,10 @@ from cbridge_magics.wire.codes import DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_BOUND
 from cbridge_magics.wire.hello import Schema, parse_hello
 
 REGRESSIONS = Path(__file__).parent / "hello_regressions"
+# the C types whose size does not depend on the platform
+KNOWN = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4,
+         "int64_t": 8, "uint64_t": 8, "float": 4, "double": 8, "bool": 1, "_Bool": 1, "char": 1,
+         "signed char": 1, "unsigned char": 1}
 
 
 def cases(n: int) -> settings:
@@ -87,19 +91,28 @@ def with_type(**change: Any) -> bytes:
 
 
 def check_schema(schema: Schema) -> None:
-    """Every field inside its struct, every bit range inside its unit; each type makes a class
-    (or is refused with ProtocolError) that reads its fields and gives back its bytes."""
+    """Every field inside its struct, every bit range inside its unit, names and ids once, C
+    types of their size; each type makes a class (or is refused with ProtocolError) that reads
+    its fields and gives back its bytes."""
     assert isinstance(schema, Schema)
+    assert len(schema.by_id) == len(schema.by_name) == len(schema.types)
+    constants = [c for e in schema.enums.values() for c in e]
+    assert len(set(constants)) == len(constants)
     for t in schema.types:
         assert 1 <= t.size <= MAX_PAYLOAD_BOUND
+        assert len({f["name"] for f in t.layout["fields"]}) == len(t.layout["fields"])
         for f in t.layout["fields"]:
             assert 0 <= f["offset"] and 1 <= f["size"] and f["offset"] + f["size"] <= t.size
             assert 1 <= f["count"] <= f["size"]
             if "bit_width" in f:
                 assert 0 <= f["bit_offset"] and 1 <= f["bit_width"] <= 64
                 assert f["bit_offset"] + f["bit_width"] <= 8 * f["size"]
+                elem = f["size"]
             else:
                 assert f["size"] % f["count"] == 0
+                elem = f["size"] // f["count"]
+            assert KNOWN.get(f["ctype"], elem) == elem
+            assert f["ctype"] not in schema.enums or elem in (1, 2, 4, 8)
         try:
             cls = record_class(t.layout, enums=schema.enums)
         except ProtocolError:
@@ -169,7 +182,8 @@ def test_enums_and_max_payload_are_optional():
         (encode(doc(types=[7])), r"types\[0\] is not an object"),
         (with_type(id=5), r"types\[0\] \(Status\): bad id 5"),
         (with_type(id=1 << 32), r"types\[0\] \(Status\): bad id 4294967296"),
-        (encode(doc(types=[STATUS, {**STATUS, "name": "Other"}])), r"types\[1\] \(Other\): bad id 257"),
+        (encode(doc(types=[STATUS, {**STATUS, "name": "Other"}])),
+         r"types\[1\] \(Other\): bad id 257: another type has it"),
         (encode(doc(types=[STATUS, {**STATUS, "id": 300}])),
          r"types\[1\] \(Status\): another type is named Status"),
         (with_type(name="2x"), r"types\[0\]\.name '2x' is not an identifier"),
@@ -185,7 +199,8 @@ def test_enums_and_max_payload_are_optional():
         (with_type(fields=None), r"types\[0\] has no 'fields'"),
         # a field
         (with_field(0, name="a b"), r"types\[0\]\.fields\[0\]\.name 'a b' is not an identifier"),
-        (with_field(0, name="mode"), r"fields\[1\] \(mode\): another field of Status is named mode"),
+        (with_field(0, name="mode"),
+         r"fields\[1\] \(mode\): another field of Status is named mode"),
         (with_field(0, offset=-1), r"fields\[0\] \(op\) lies outside its struct Status"),
         (with_field(0, offset=14), r"fields\[0\] \(op\) lies outside its struct Status"),
         (with_field(0, size=0), r"fields\[0\] \(op\) lies outside its struct Status"),
@@ -203,10 +218,11 @@ def test_enums_and_max_payload_are_optional():
         (with_field(0, size=3, count=1, ctype="enum demo_op"),
          r"fields\[0\] \(op\): inconsistent C type: an enum is 1, 2, 4 or 8 bytes, not 3"),
         # a bit-field
-        (with_field(1, signed=None), r"fields\[1\] \(mode\): a bit-field has bit_offset, "
-                                     r"bit_width and signed \(this one only bit_offset, bit_width\)"),
+        (with_field(1, signed=None), r"fields\[1\] \(mode\): a bit-field has bit_offset, bit_width "
+                                     r"and signed \(this one only bit_offset, bit_width\)"),
         (with_field(4, bit_width=3), r"fields\[4\] \(tag\): a bit-field has bit_offset"),
-        (with_field(1, bit_width=0), r"types\[0\]\.fields\[1\] \(mode\): bit_width 0 is outside 1\.\.64"),
+        (with_field(1, bit_width=0),
+         r"types\[0\]\.fields\[1\] \(mode\): bit_width 0 is outside 1\.\.64"),
         (with_field(1, bit_width=65), r"bit_width 65 is outside 1\.\.64"),
         (with_field(1, bit_offset=-1), r"fields\[1\] \(mode\): bit_offset -1 is negative"),
         (with_field(1, bit_offset=30),
@@ -222,16 +238,18 @@ def test_enums_and_max_payload_are_optional():
          r"fields\[0\] \(mode\): a bit-field's unit of 32 bytes is outside 1\.\.16"),
         # enums
         (encode(doc(enums=[])), r"schema\.enums has the wrong type \(list\)"),
-        (encode(doc(enums={"enum *": {"A": 1}})), r"enums\['enum \*'\]: 'enum \*' is not a C type name"),
+        (encode(doc(enums={"enum *": {"A": 1}})),
+         r"enums\['enum \*'\]: 'enum \*' is not a C type name"),
         (encode(doc(enums={"E": {}})), r"enums\['E'\] has no constants"),
         (encode(doc(enums={"E": []})), r"enums\['E'\] has the wrong type \(list\)"),
-        (encode(doc(enums={"E": {"1A": 1}})), r"enums\['E'\]: constant '1A' is not an identifier"),
-        (encode(doc(enums={"E": {"ÄA": 1}})), r"enums\['E'\]: constant 'ÄA' is not an identifier"),
+        (encode(doc(enums={"E": {"1A": 1}})), r"enums\['E'\]: constant '1A' is not an identif"),
+        (encode(doc(enums={"E": {"ÄA": 1}})), r"enums\['E'\]: constant 'ÄA' is not an identif"),
         (encode(doc(enums={"E": {"A": 1.0}})), r"enums\['E'\]\.A has the wrong type \(float\)"),
         (encode(doc(enums={"E": {"A": False}})), r"enums\['E'\]\.A has the wrong type \(bool\)"),
         (encode(doc(enums={"E": {"A": 1 << 64}})),
          r"enums\['E'\]\.A: value 18446744073709551616 is outside -2\*\*63\.\.2\*\*64-1"),
-        (encode(doc(enums={"E": {"A": -(1 << 63) - 1}})), r"enums\['E'\]\.A: value -9223372036854775809"),
+        (encode(doc(enums={"E": {"A": -(1 << 63) - 1}})),
+         r"enums\['E'\]\.A: value -9223372036854775809"),
         (encode(doc(enums={"E": {"A": 1}, "enum f": {"B": 1, "A": 2}})),
          r"enums\['enum f'\]: constant A is also one of enums\['E'\]"),
     ],
@@ -265,6 +283,9 @@ def test_edges_that_are_valid():
 
 
 # The regression corpus ------------------------------------------------------------------------
+#
+# One JSON file per input that once broke parse_hello: {"payload_b64": ..., "expect": "ok" or
+# "ProtocolError", "why": ...}. A case Hypothesis finds goes there, so it stays found.
 
 
 def _regressions() -> list[Path]:
@@ -287,10 +308,7 @@ def test_regression(path):
 # compiler would; so is an enum, and a mutation is one drawn integer. The bytes still shrink:
 # fewer of them is fewer fields, and zero bytes are the simplest struct, a lone int8_t.
 
-# ctypes whose size is known, and others a field can have
-KNOWN = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4,
-         "int64_t": 8, "uint64_t": 8, "float": 4, "double": 8, "bool": 1, "_Bool": 1, "char": 1,
-         "signed char": 1, "unsigned char": 1}
+# ctypes whose size is not known here
 OTHER = ["int", "unsigned int", "long", "unsigned long long", "short", "long double",
          "struct point", "union u", "Header", "size_t"]
 NAMES = ["x", "_", "op", "frequency_hz", "größe", "class", "Ab_9", "self", "size", "dtype"]
@@ -447,6 +465,7 @@ json_values = st.recursive(
                             st.dictionaries(st.sampled_from(KEYS + ["x"]), inner, max_size=3)),
     max_leaves=5)
 HOW = ["replace"] * 4 + ["drop", "add", "add", "copy"]
+NUDGES = [1, -1, 2, -2, 8, -8, 9, 64, -64]  # off by one, by a byte, by a word
 # Hypothesis draws 0 and small integers often: scrambled (a bijection mod 2**128), they are as
 # many different edits, not the same few
 SCRAMBLE, SHIFT = 0x9E3779B97F4A7C15F39CC0605CEDC835, 0x632BE59BD9B4E0198C7A5F1E2D3B4A69
@@ -466,19 +485,29 @@ def _slots(node: Any, out: list) -> list:
 
 
 def mutate(d: dict[str, Any], edits: list[int]) -> bytes:
-    """A valid HELLO with values replaced (odd values, or any integer), keys dropped or added,
-    entries copied (so names and ids repeat); each edit is one number."""
+    """A valid HELLO with values replaced (an integer nudged past a limit, an odd value, an edge,
+    any integer), keys dropped or added, entries copied (so names and ids repeat); each edit is
+    one number."""
     for edit in edits:
-        n = scrambled(edit)
-        where, how, key = n.take(1 << 16), HOW[n.take(len(HOW))], KEYS[n.take(len(KEYS))]
-        value = [lambda: copy.deepcopy(ODD_VALUES[n.take(len(ODD_VALUES))]),
-                 lambda: EDGES[n.take(len(EDGES))],
-                 lambda: n.take(74) - 3,
-                 lambda: n.take(1 << 65) - (1 << 64)][n.take(4)]()
         slots = _slots(d, [])
         if not slots:
             break
-        node, k = slots[where % len(slots)]
+        n = scrambled(edit)
+        node, k = slots[n.take(1 << 16) % len(slots)]
+        how, key, pick = HOW[n.take(len(HOW))], KEYS[n.take(len(KEYS))], n.take(6)
+        names = [name for _, name in slots if isinstance(name, str)]
+        if names and n.take(2):  # a key the document has elsewhere: a constant in two enums
+            key = names[n.take(len(names))]
+        if pick < 2 and type(node[k]) is int:  # the limits are where a value is off by a little
+            value = node[k] + NUDGES[n.take(len(NUDGES))]
+        elif pick < 3:
+            value = copy.deepcopy(ODD_VALUES[n.take(len(ODD_VALUES))])
+        elif pick == 3:
+            value = EDGES[n.take(len(EDGES))]
+        elif pick == 4:
+            value = n.take(74) - 3
+        else:
+            value = n.take(1 << 65) - (1 << 64)
         if how == "replace":
             node[k] = value
         elif how == "drop":
@@ -487,11 +516,13 @@ def mutate(d: dict[str, Any], edits: list[int]) -> bytes:
             node[key] = value
         elif isinstance(node, list):
             node.append(copy.deepcopy(node[k]))
+            if pick < 3 and isinstance(node[-1], dict) and type(node[-1].get("id")) is int:
+                node[-1]["id"] += 1 + n.take(1 << 16)  # a type twice under another id
     return encode(d)
 
 
 def edit_bytes(payload: bytes, edit: int) -> bytes:
-    """The payload cut short, one byte changed, nested deep or replaced by its own hash."""
+    """The payload cut short, one byte changed, nested deep, or its first 64 bytes scrambled."""
     n = scrambled(edit)
     how = n.take(4)
     if how == 0:
@@ -526,10 +557,19 @@ def over_example(spec: tuple[str, dict[str, Any]]) -> bytes:
 @cases(2500)
 @given(st.one_of(
     json_values.map(encode),  # any JSON at all
-    st.tuples(st.sampled_from(["top", "type", "field", "enums", "enum"]),
-              st.dictionaries(st.sampled_from(KEYS + ["E", "X_1"]),
+    st.tuples(st.sampled_from(["top", "type", "field", "enums", "enum"]),  # DEMO_OP_START:
+              st.dictionaries(st.sampled_from(KEYS + ["E", "X_1", "DEMO_OP_START"]),  # 2 enums
                               st.one_of(json_numbers, st.sampled_from(ODD_VALUES)), max_size=4)
               ).map(over_example),
     st.binary(max_size=32)))
 def test_hostile_documents_parse_or_are_refused(payload):
     parses_or_refuses(payload)
+
+
+def test_a_hello_above_its_bound_is_refused_before_json_reads_it() -> None:
+    """json's objects take about 25 times their text: the bound keeps a hostile HELLO from
+    costing gigabytes."""
+    from cbridge_magics.wire.hello import MAX_HELLO
+
+    with pytest.raises(ProtocolError, match=rf"HELLO: {MAX_HELLO + 1} bytes, above the {MAX_HELLO}"):
+        parse_hello(b" " * (MAX_HELLO + 1))

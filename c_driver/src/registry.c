@@ -20,6 +20,8 @@ cb_type *cb_find_type(cb_server *s, uint32_t id) {
     return NULL;
 }
 
+static int cb_identifier(const char *name);
+
 static int cb_check_type_args(cb_server *s, uint32_t id, const char *name, size_t size,
                               size_t align, const cb_field *fields, size_t nfields) {
     if (id < CB_TYPE_USER_MIN) {
@@ -27,7 +29,7 @@ static int cb_check_type_args(cb_server *s, uint32_t id, const char *name, size_
                      CB_TYPE_USER_MIN);
         return CB_ERR;
     }
-    if (!name || !*name || size == 0 || align == 0 || (align & (align - 1)) ||
+    if (!cb_identifier(name) || size == 0 || align == 0 || (align & (align - 1)) ||
         (nfields && !fields)) {
         cb_set_error(s->err, sizeof(s->err), "type %" PRIu32 ": bad name, size or align", id);
         return CB_ERR;
@@ -53,12 +55,47 @@ static int cb_check_unique(cb_server *s, uint32_t id, const char *name) {
     return CB_OK;
 }
 
-/* Every field named, typed, whole elements, and inside the struct. */
+/* A C identifier (ASCII): what clients accept as a field's or a constant's name. */
+static int cb_identifier(const char *name) {
+    const char *p = name;
+    if (!name || !(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))) return 0;
+    for (p++; *p; p++)
+        if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= '0' && *p <= '9')))
+            return 0;
+    return 1;
+}
+
+/* A C type's spelling: identifiers and spaces ("unsigned int", "enum demo_op"), at most 128. */
+static int cb_ctype(const char *ctype) {
+    const char *p = ctype;
+    if (!ctype || !(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+        return 0;
+    for (; *p; p++)
+        if (!(*p == '_' || *p == ' ' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= '0' && *p <= '9')) || p - ctype >= 128)
+            return 0;
+    return 1;
+}
+
+/* Every field named (an identifier, once), typed, whole elements, and inside the struct:
+ * what clients check of a HELLO, so a type they would refuse is refused here first. */
 static int cb_check_fields(cb_server *s, const char *name, size_t size, const cb_field *fields,
                            size_t nfields) {
-    size_t i;
+    size_t i, j;
     for (i = 0; i < nfields; i++) {
         const cb_field *f = &fields[i];
+        if (!cb_identifier(f->name) || !cb_ctype(f->ctype)) {
+            cb_set_error(s->err, sizeof(s->err), "type %s: field %zu's name is not a C "
+                         "identifier, or its ctype not a C type's spelling", name, i);
+            return CB_ERR;
+        }
+        for (j = 0; j < i; j++) /* quadratic, once per type at start-up */
+            if (strcmp(fields[j].name, f->name) == 0) {
+                cb_set_error(s->err, sizeof(s->err), "type %s: two fields named %s", name,
+                             f->name);
+                return CB_ERR;
+            }
         if (!f->name || !f->ctype || f->count == 0 || f->size == 0 ||
             f->size % f->count || f->offset > size || f->size > size - f->offset) {
             cb_set_error(s->err, sizeof(s->err), "type %s: field %zu (%s) does not fit", name, i,
@@ -168,8 +205,9 @@ int cb_register_enum(cb_server *s, const char *name, const cb_enum_const *consts
             return CB_ERR;
         }
     for (i = 0; i < nconsts; i++) {
-        if (!consts[i].name || !*consts[i].name) {
-            cb_set_error(s->err, sizeof(s->err), "enum %s: constant %zu has no name", name, i);
+        if (!cb_identifier(consts[i].name)) {
+            cb_set_error(s->err, sizeof(s->err), "enum %s: constant %zu's name is not a C "
+                         "identifier", name, i);
             return CB_ERR;
         }
         for (j = 0; j < s->nenum_consts + i; j++) {  /* C's constants share one namespace */

@@ -117,6 +117,8 @@ static void test_hello(void) {
     size_t len = 0;
     char weird[] = "We\"ird\\Na\nme\x01";
     cb_field wf[] = {{"a\"b", "uint8_t", 0, 1, 1, 0, 0, 0}};
+    cb_field wt[] = {{"ab", "uint8_t *", 0, 1, 1, 0, 0, 0}};
+    cb_server *named = cb_server_new(weird, "1");
 
     CHECK(s != NULL);
     if (!s) return;
@@ -128,7 +130,19 @@ static void test_hello(void) {
 
     CHECK(CB_REGISTER_STRUCT(s, DEMO_TYPE_COMMAND, Command, command_fields) == CB_OK);
     CHECK(CB_REGISTER_STRUCT(s, DEMO_TYPE_TELEMETRY, Telemetry, telemetry_fields) == CB_OK);
-    CHECK(cb_register_type(s, 400, weird, 1, 1, wf, 1) == CB_OK);
+    /* names that clients refuse are refused here first */
+    CHECK(cb_register_type(s, 400, weird, 1, 1, NULL, 0) == CB_ERR);
+    CHECK(cb_register_type(s, 400, "Weird", 1, 1, wf, 1) == CB_ERR);
+    CHECK(cb_register_type(s, 400, "Weird", 1, 1, wt, 1) == CB_ERR);
+    CHECK(strstr(cb_server_error(s), "not a C identifier, or its ctype") != NULL);
+    /* the driver's name is any text: escaped in the JSON */
+    CHECK(named != NULL);
+    if (named) {
+        cb_server_set_log_file(named, NULL);
+        json = cb_server_hello(named, NULL);
+        CHECK(json && strstr(json, "\"driver\": \"We\\\"ird\\\\Na\\nme\\u0001\"") != NULL);
+        cb_server_free(named);
+    }
     json = cb_server_hello(s, &len);
     CHECK(json != NULL);
     if (!json) goto done;
@@ -142,8 +156,6 @@ static void test_hello(void) {
           NULL);
     CHECK(strstr(json, "{\"name\": \"samples\", \"offset\": 24, \"size\": 256, "
                        "\"ctype\": \"float\", \"count\": 64}") != NULL);
-    CHECK(strstr(json, "\"name\": \"We\\\"ird\\\\Na\\nme\\u0001\"") != NULL);
-    CHECK(strstr(json, "{\"name\": \"a\\\"b\"") != NULL);
     CHECK(json[len - 1] == '}' && strncmp(json + len - 4, "]}]}", 4) == 0);
 
     /* max_payload is part of HELLO */
@@ -197,6 +209,16 @@ static void test_bits_and_enums(void) {
     CHECK(cb_register_enum(s, "enum other", again, 1) == CB_ERR);        /* a constant again */
     CHECK(strstr(cb_server_error(s), "DEMO_OP_START") != NULL);
     CHECK(cb_register_enum(s, "enum none", ops, 0) == CB_ERR);
+    {
+        cb_enum_const spaced[] = {{"NOT A NAME", 1}};
+        cb_field twice[] = {{"x", "uint8_t", 0, 1, 1, 0, 0, 0}, {"x", "uint8_t", 1, 1, 1, 0, 0, 0}};
+        cb_field odd[] = {{"1x", "uint8_t", 0, 1, 1, 0, 0, 0}};
+        CHECK(cb_register_enum(s, "enum spaced", spaced, 1) == CB_ERR);
+        CHECK(strstr(cb_server_error(s), "not a C identifier") != NULL);
+        CHECK(cb_register_type(s, 502, "Twice", 2, 1, twice, 2) == CB_ERR);
+        CHECK(strstr(cb_server_error(s), "two fields named x") != NULL);
+        CHECK(cb_register_type(s, 503, "Odd", 1, 1, odd, 1) == CB_ERR);
+    }
     CHECK(CB_REGISTER_STRUCT(s, DEMO_TYPE_STATUS, Status, status_fields) == CB_OK);
     json = cb_server_hello(s, &len);
     CHECK(json != NULL);

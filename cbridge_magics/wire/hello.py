@@ -21,6 +21,7 @@ from ..errors import ProtocolError
 from .codes import DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_BOUND, USER_TYPE_MIN, VERSION
 
 MAX_DEPTH = 32             # JSON nesting of the whole document; a HELLO itself needs 5
+MAX_HELLO = 16 << 20       # bytes: a schema of thousands of types is well under a megabyte
 MAX_TYPE_ID = 0xFFFFFFFF   # type ids are uint32 on the wire
 MAX_CTYPE = 128            # characters of a ctype (and of an enum's name)
 MAX_BIT_UNIT = 16          # bytes of a bit-field's storage unit (__int128)
@@ -129,7 +130,11 @@ def _nested_within(doc: Any, limit: int) -> bool:
 
 
 def _document(payload: bytes) -> dict[str, Any]:
-    """The HELLO's JSON object, of at most MAX_DEPTH levels."""
+    """The HELLO's JSON object, of at most MAX_DEPTH levels and MAX_HELLO bytes."""
+    if len(payload) > MAX_HELLO:
+        # json's objects take ~25 times the text: a hostile 64 MiB HELLO would take gigabytes
+        raise ProtocolError(f"HELLO: {len(payload)} bytes, above the {MAX_HELLO} a schema may "
+                            "take")
     try:
         doc = _DECODER.decode(payload.decode("utf-8"))
     except RecursionError:
@@ -186,7 +191,8 @@ def _enums(doc: Mapping[str, Any]) -> dict[str, dict[str, int]]:
 def _check_bits(f: Mapping[str, Any], fw: str, where: str, ctype: str, size: int,
                 count: int) -> None:
     """A bit-field: ``size`` bytes at ``offset`` are its storage unit, a little-endian unsigned
-    integer, and the field is bit_width bits of it from bit bit_offset (0: the least significant)."""
+    integer, and the field is bit_width bits of it from bit bit_offset (0: the least
+    significant)."""
     present = [k for k in BIT_KEYS if k in f]
     if len(present) < len(BIT_KEYS):
         raise ProtocolError(f"HELLO: {where}: a bit-field has bit_offset, bit_width and signed "
