@@ -37,14 +37,10 @@ CLASS_ATTRS = frozenset({"size", "dtype", "pack", "unpack", "unpack_from", "to_d
 
 @dataclass
 class Elem:
-    """The element type of a member, arrays stripped and typedefs resolved.
+    """The element type of a member, arrays stripped and typedefs resolved."""
 
-    kind: 'int', 'float', 'bool', 'char' (plain char), 'enum' or 'struct' (struct or union).
-    spelling: how C names the type here ('uint32_t', 'enum mode', 'Header'); None if anonymous.
-    """
-
-    kind: str
-    spelling: str | None
+    kind: str  # 'int', 'float', 'bool', 'char' (plain char), 'enum', 'struct' (or union)
+    spelling: str | None  # how C names it ('uint32_t', 'enum mode', 'Header'); None: anonymous
     record: "Record | None" = None
     names: tuple[str, ...] = ()  # IdentifierType words for builtin types ('unsigned', 'int')
     consts: tuple[str, ...] = ()  # an anonymous enum's constants (C cannot name its type)
@@ -284,17 +280,15 @@ class _Builder:
 
     def bitfield(self, d: c_ast.Decl, where: str, owner: str, rec: Record,
                  overlaps: bool) -> Member:
-        """A named bit-field. Its width is the compiler's business (it may be any constant
-        expression): codegen measures where its bits went. Unnamed ones (padding, ``: 0``) are
-        skipped by the caller's ``d.name is None``."""
+        """A named bit-field (unnamed ones, padding and ``: 0``, are skipped): its width is the
+        compiler's business, any constant expression; codegen measures where its bits went."""
         elem, rank, const = self.resolve(d.type, where, owner, d.name, rec, f"->{d.name}")
         if rank or elem.kind not in ("int", "enum", "bool", "char"):
             raise CStructError(f"{where}: field '{d.name}' of {owner} is a bit-field of a type "
                                "that is not an integer, bool or enum")
-        # a plain char bit-field is an integer one (gcc takes them; its signedness is measured)
-        return Member(d.name, Elem("int" if elem.kind == "char" else elem.kind, elem.spelling,
-                                   None, elem.names, elem.consts), 0, where, const, overlaps,
-                      bitfield=True)
+        kind = "int" if elem.kind == "char" else elem.kind  # plain char: its sign is measured
+        return Member(d.name, Elem(kind, elem.spelling, None, elem.names, elem.consts), 0, where,
+                      const, overlaps, bitfield=True)
 
     def walk(self) -> None:
         # Pass 1: every typedef and tag definition in the translation unit, in order.
