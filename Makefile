@@ -35,7 +35,7 @@ $(STAMP): $(VPY) $(BUILD_INPUTS)
 	command -v cmake >/dev/null || { apt-get update && apt-get install -y cmake; }
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet $(BUILD_REQUIRES)
-	$(VPY) -m pip install --quiet --no-build-isolation -e '.[test,demo]'
+	$(VPY) -m pip install --quiet --no-build-isolation -e '.[test,demo,data]'
 	$(VPY) -m cbridge_magics install-kernel --sys-prefix
 	touch $@
 

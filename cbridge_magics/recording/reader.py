@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,10 +27,14 @@ import numpy as np
 
 from ..errors import CBridgeError, ProtocolError
 from ..history import History
-from ..wire.codes import HEADER_SIZE, MAGIC, VERSION as WIRE_VERSION
+from ..wire.codes import HEADER_SIZE, MAGIC, Flag, VERSION as WIRE_VERSION
 from ..wire.frames import HEADER
 from ..wire.hello import Schema, parse_hello
 from . import format as fmt
+
+
+_opened: dict[tuple[str, int, int], "Recording"] = {}  # Recording.block's files, by path
+_opened_lock = threading.Lock()
 
 
 class NotARecording(CBridgeError):
@@ -192,23 +197,102 @@ class Recording:
             (ix["length"] % found[0][1].size == 0)
         return np.flatnonzero(mask), found[0][1]
 
+    def _frames(self, name: str, epoch: int | None) -> tuple[np.ndarray, Any, np.ndarray]:
+        """The received entries of ``name``, its type info, and where each entry's records
+        start in the whole run of them (one more: the count), computed once."""
+        cache = self.__dict__.setdefault("_frame_tables", {})
+        key = (name, epoch)
+        if key not in cache:
+            rows, info = self._selection(name, epoch)
+            counts = self._index["length"][rows] // info.size
+            cache[key] = (rows, info, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
+        return cache[key]
+
+    def count(self, name: str, epoch: int | None = None) -> int:
+        """How many records of ``name`` the file holds (without reading them)."""
+        return int(self._frames(name, epoch)[2][-1])
+
+    def read(self, name: str, start: int = 0, stop: int | None = None,
+             epoch: int | None = None) -> np.ndarray:
+        """Records ``start`` to ``stop`` of ``name`` (as a slice takes them), copied out of the
+        mapped file frame by frame: only the frames that hold them are touched."""
+        from ..cstruct.from_schema import dtype_from_layout
+
+        rows, info, starts = self._frames(name, epoch)
+        start, stop, _ = slice(start, stop).indices(int(starts[-1]))
+        stop = max(stop, start)
+        out = np.empty(stop - start, dtype_from_layout(info.layout))
+        if stop == start:
+            return out
+        first = int(np.searchsorted(starts, start, "right")) - 1
+        last = int(np.searchsorted(starts, stop, "left"))
+        raw = out.view(np.uint8).reshape(-1)
+        size, data, offsets = info.size, self._bytes, self._index["offset"]
+        at = 0
+        for j in range(first, last):  # numpy slices of numpy: one memcpy each
+            lo = max(start, int(starts[j])) - int(starts[j])
+            hi = min(stop, int(starts[j + 1])) - int(starts[j])
+            base = int(offsets[rows[j]]) + HEADER_SIZE
+            n = (hi - lo) * size
+            raw[at:at + n] = data[base + lo * size:base + hi * size]
+            at += n
+        return out
+
     def records(self, name: str, epoch: int | None = None) -> np.ndarray:
         """Every record of ``name`` received, in order, as a numpy structured array (a copy out
         of the mapped file). A type whose layout changed between schemas needs ``epoch``."""
-        from ..cstruct.from_schema import dtype_from_layout
+        return self.read(name, epoch=epoch)
 
-        rows, info = self._selection(name, epoch)
-        dtype = dtype_from_layout(info.layout)
+    def describe(self, name: str, epoch: int | None = None) -> tuple[list[int], Schema, Any]:
+        """(the epochs ``records(name, epoch)`` reads from, the first one's schema, the type's
+        info in it): what a dataset says of where its records came from."""
+        _, info = self._selection(name, epoch)
+        epochs = [i for i, s in enumerate(self.schemas) if name in s.by_name
+                  and (epoch is None or i == epoch)]
+        return epochs, self.schemas[epochs[0]], self.schemas[epochs[0]].by_name[name]
+
+    def stream_gaps(self) -> int:
+        """Stream frames missing from the sequence the recorded ones were numbered in (frames
+        the driver or a relay dropped for a slow reader, or the recorder did not keep); a
+        reconnect starts the count again."""
         ix = self._index
-        counts = ix["length"][rows] // info.size
-        out = np.empty(int(counts.sum()), dtype)
-        raw = out.view(np.uint8).reshape(-1)
-        at = 0
-        data = self._bytes  # numpy slices of numpy: one memcpy each
-        for off, n in zip((ix["offset"][rows] + HEADER_SIZE).tolist(), (counts * info.size).tolist()):
-            raw[at:at + n] = data[off:off + n]
-            at += n
-        return out
+        stream = (ix["kind"] == fmt.Kind.RECEIVED) & (ix["flags"] & int(Flag.STREAM) != 0)
+        gaps = 0
+        for e in np.unique(ix["epoch"][stream]):
+            seq = ix["seq"][stream & (ix["epoch"] == e)].astype(np.int64)
+            step = (np.diff(seq) - 1) & 0xFFFFFFFF
+            gaps += int(step[step < 1 << 31].sum())  # a step back is a reconnect, not a hole
+        return gaps
+
+    @staticmethod
+    def block(path: str, name: str, epoch: int | None, start: int, stop: int) -> np.ndarray:
+        """Records [start, stop) of the recording at ``path``: what one Dask task reads, in this
+        process or another (each process opens a file once, until it changes)."""
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        with _opened_lock:
+            rec = _opened.get(key)
+            if rec is None:
+                rec = _opened[key] = Recording(path)
+        return rec.read(name, start, stop, epoch=epoch)
+
+    def to_xarray(self, name: str, **options: Any) -> Any:
+        """The records of ``name`` as an xarray Dataset; see recording.datasets.to_xarray."""
+        from .datasets import to_xarray
+
+        return to_xarray(self, name, **options)
+
+    def export(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Write types of the recording to NetCDF, Zarr or Parquet; see recording.export."""
+        from .export import export
+
+        return export(self, path, **options)
+
+    def to_pandas(self, name: str, **options: Any) -> Any:
+        """The scalar fields of ``name`` as a pandas DataFrame; see recording.datasets."""
+        from .datasets import to_pandas
+
+        return to_pandas(self, name, **options)
 
     def column(self, name: str, field: str, epoch: int | None = None) -> np.ndarray:
         """One scalar field of every record of ``name``: a plain field as ``records`` has it, a
