@@ -283,6 +283,21 @@ def test_bit_fields_and_enum_names_from_the_hello_alone(bridge, cstruct_cache):
         bridge.request(Command(op="DEMO_OP_STOP"))
 
 
+def test_a_bit_placed_elsewhere_is_a_layout_mismatch_naming_the_field(driver, bridge):
+    """Same unit, same offset and size: only the bits differ, and the check still refuses."""
+    layout = dict(bridge.schema.by_name["Status"].layout)
+    fields = [dict(f) for f in layout["fields"]]
+    paced = next(f for f in fields if f["name"] == "paced")
+    paced["bit_offset"] += 1
+    Wrong = record_class({**layout, "fields": fields})
+    with pytest.raises(LayoutMismatch, match=r"Status\.paced: bit_offset is 2 here but 1 in the "
+                                             r"driver"):
+        connect(driver.url, types=[Wrong])
+    signed = [dict(f, signed=True) if f["name"] == "clients" else dict(f) for f in layout["fields"]]
+    with pytest.raises(LayoutMismatch, match=r"Status\.clients: signed is True here but False"):
+        bridge.register(record_class({**layout, "fields": signed}))
+
+
 def test_registered_class_decodes_replies(driver):
     probe = connect(driver.url)
     Status = record_class(probe.schema.by_name["Status"].layout)
