@@ -229,6 +229,9 @@ def test_the_magics_in_a_real_kernel_against_the_bundled_driver(venv: Venv) -> N
     assert int(lines["PLOT"]) >= 2 and int(lines["RECORDS"]) > 0, lines
     assert lines["MODULE"].strip("'").startswith(str(venv.root)), lines
     assert lines["WIDGETS"] == "Panel Console" and int(lines["RECORDED"]) > 0, lines
+    # xarray is not installed there: the error names the extra that brings it
+    assert "needs xarray, which is in cbridge's data extra: pip install 'cbridge[data]'" in \
+        lines["NOEXTRA"], lines
 
 
 def test_jupyter_server_has_the_extension_enabled_by_the_install(venv: Venv) -> None:
