@@ -496,3 +496,20 @@ def test_ctypes_known_bitfield_bugs_beside_gcc_and_cstruct(h: Harness, name: str
         assert issue and want == {c.id for c in h.cases[name]}
         with pytest.raises(ValueError):  # gcc's record is too short for the ctypes class
             C.from_buffer_copy(h.c[f"{name}:pattern"])
+
+
+def test_fields_named_like_the_class_attributes(cstruct_cache) -> None:
+    """A register named ``bits`` (or ``size``, ``pack``, ``dtype``) is the field on an instance and
+    the class attribute on the class, in a compiled class and in one built from its layout."""
+    from cbridge_magics.cstruct.from_schema import record_class
+
+    B = cstruct.compile("#include <stdint.h>\ntypedef struct { uint32_t bits : 4; uint32_t size : 4;"
+                        " uint8_t pack; uint8_t dtype; } BfNamed;")["BfNamed"]
+    S = record_class(B.__layout__)
+    for cls in (B, S):
+        obj = cls(bits=3, size=2, pack=7, dtype=1)
+        assert (obj.bits, obj.size, obj.pack, obj.dtype) == (3, 2, 7, 1), cls
+        assert cls.size == 4 and cls.dtype.names == ("bits|size", "pack", "dtype")
+        assert list(cls.bits(np.frombuffer(bytes(obj) * 2, cls.dtype), "bits")) == [3, 3]
+        obj.bits = 5
+        assert bytes(obj) == bytes(B(bits=5, size=2, pack=7, dtype=1))

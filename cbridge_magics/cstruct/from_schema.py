@@ -72,7 +72,7 @@ class SchemaRecord:
     _cb_enums: dict[str, dict[str, int]]          # enum-typed fields: their constants
 
     def __init__(self, **values: Any) -> None:
-        object.__setattr__(self, "_rec", np.zeros((), self.dtype))
+        object.__setattr__(self, "_rec", np.zeros((), type(self).dtype))
         for name, value in values.items():
             if name not in self._cb_fields:
                 raise no_field(type(self).__name__, name, [f["name"] for f in
@@ -159,6 +159,23 @@ class SchemaRecord:
     __repr__ = struct_repr  # the same text as a compiled class's
 
 
+class _Shadowed:
+    """A field named like a class attribute (``size``, ``pack``, ``bits``...): the attribute on
+    the class, the field on an instance (as the compiled classes have it)."""
+
+    def __init__(self, name: str, class_value: Any) -> None:
+        self.name, self.class_value = name, class_value
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            get = getattr(type(self.class_value), "__get__", None)
+            return self.class_value if get is None else get(self.class_value, None, objtype)
+        return obj.__getattr__(self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        SchemaRecord.__setattr__(obj, self.name, value)
+
+
 def record_class(layout: Mapping[str, Any],
                  enums: Mapping[str, Mapping[str, int]] | None = None) -> type[SchemaRecord]:
     """A class for one HELLO type entry (a dict of name, size, align, fields); ``enums``, the
@@ -178,6 +195,11 @@ def record_class(layout: Mapping[str, Any],
         "_cb_bits": bits,
         "_cb_enums": typed,
     }
+    for name in attrs["_cb_fields"]:
+        for base in (attrs, SchemaRecord.__dict__):
+            if name in base and not name.startswith("_"):
+                attrs[name] = _Shadowed(name, base[name])
+                break
     # the constants as class attributes (Status.DEMO_WAVE_SAW), unless a name is taken
     for consts in typed.values():
         for cname, value in consts.items():
