@@ -1,7 +1,8 @@
 """The command line: ``python -m cbridge_magics install-kernel``, ``list-kernels`` and
 ``remove-kernel`` (see cbridge_magics.kernelspec),
 ``c-schema HEADER.h`` (cbridge_magics.cstruct.c_schema), ``replay FILE --socket PATH``
-(cbridge_magics.recording.replay), ``config --cflags --libs ...`` (cbridge_magics.config, also
+(cbridge_magics.recording.replay), ``export FILE --to OUT.nc|.zarr|.parquet``
+(cbridge_magics.recording.export), ``config --cflags --libs ...`` (cbridge_magics.config, also
 installed as ``cbridge-config``) and ``demo [--out DIR]`` (cbridge_magics.demo)."""
 
 from __future__ import annotations
@@ -80,6 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--loop", action="store_true", help="start again at the end")
     r.add_argument("--epoch", type=int, default=0, help="which schema of a recording that spans "
                    "drivers (default: 0, the first)")
+    e = sub.add_parser(
+        "export", help="write a recording's records to NetCDF, Zarr or Parquet",
+        description="Write the records of FILE (a recording) to OUT: a NetCDF4 group (.nc) or a "
+        "Zarr v3 group (.zarr, or an fsspec URL) per type, or a Parquet file per type "
+        "(.parquet: the file for one type, a folder of TYPE.parquet for several), with their "
+        "receive times and where they came from. Needs pip install 'cbridge[data]'.")
+    e.add_argument("file", help="the recording")
+    e.add_argument("--to", required=True, metavar="OUT", help="the output: OUT.nc, OUT.zarr "
+                   "or OUT.parquet (it must not exist)")
+    e.add_argument("--types", metavar="T,U", help="the types to write (default: every type "
+                   "with records)")
+    e.add_argument("--epoch", type=int, help="which schema, for a type whose layout changed "
+                   "during the recording")
+    e.add_argument("--compress", action="store_true", help="zlib (NetCDF), zstd (Zarr, "
+                   "Parquet)")
+    e.add_argument("--chunk-records", type=int, metavar="N", help="records read and written "
+                   "at a time (default: about 64 MiB of them)")
+    e.add_argument("--progress", action="store_true", help="a progress bar on stderr even "
+                   "when it is not a terminal")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo.run_args(args)
@@ -87,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return _c_schema(parser, args, argv)
     if args.command == "replay":
         return _replay(parser, args)
+    if args.command == "export":
+        return _export(args)
     if args.command == "list-kernels":
         for name, s in sorted(kernelspec.cbridge_kernels().items()):
             spec = s["spec"]
@@ -174,6 +196,54 @@ def _replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"replay: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from .errors import CBridgeError
+    from .recording import open as open_recording
+
+    bar = None
+    start = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # made once the total is known
+            from .recording.datasets import need
+
+            bar = need("tqdm", "export's progress bar").tqdm(
+                total=total, unit=" records", unit_scale=True, file=sys.stderr, desc="export")
+        bar.update(done - bar.n)
+
+    try:
+        with open_recording(args.file) as rec:
+            out = rec.export(args.to, types=args.types, epoch=args.epoch,
+                             compress=args.compress, chunk_records=args.chunk_records,
+                             progress=progress if args.progress or sys.stderr.isatty()
+                             else None)
+    except KeyError as e:  # an unknown type: its message, without KeyError's quotes
+        return _export_error(bar, e.args[0] if e.args else e)
+    except (CBridgeError, ValueError, OSError, ImportError) as e:
+        return _export_error(bar, e)
+    if bar is not None:
+        bar.close()
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.to)
+               for f in fs) if os.path.isdir(args.to) else \
+        os.path.getsize(args.to) if os.path.isfile(args.to) else None
+    counts = ", ".join(f"{name} ({t['records']:,} records)" for name, t in out["types"].items())
+    print(f"export: wrote {counts} to {args.to}"
+          + (f" ({size:,} bytes)" if size is not None else "")
+          + f" in {time.monotonic() - start:.2f} s")
+    return 0
+
+
+def _export_error(bar: object, message: object) -> int:
+    if bar is not None:
+        bar.close()  # type: ignore[attr-defined]
+    print(f"export: error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -178,3 +178,73 @@ def test_a_dask_mean_over_a_recording_larger_than_the_memory_limit(recorded, tmp
     lines = proc.stdout.splitlines()
     assert lines[0] == "records: MemoryError", "the limit did not bite: the test proves nothing"
     assert float(lines[1].split()[1]) == pytest.approx(want, rel=1e-5)
+
+
+# --- every field kind (the recording of tests/data_helpers.py) ----------------------------------
+
+@pytest.fixture(scope="module")
+def rich(cstruct_cache, tmp_path_factory):
+    import data_helpers
+
+    return data_helpers.rich_recording(tmp_path_factory.mktemp("rich"))
+
+
+@pytest.mark.parametrize("name", ["DxScalars", "DxArrays", "DxBits"])
+def test_every_field_kind_as_a_variable(rich, name):
+    """With the compiled classes, nested structs are flattened with a dot; bit-fields decoded
+    (a bool one as bool); text is str, cut at the first NUL; values are the ones written."""
+    path, info = rich
+    with recording.open(path) as r:
+        ds = r.to_xarray(name, classes=info["ns"].classes)
+        truth = info["truth"][name]
+        assert sorted(ds.data_vars) == sorted(truth)
+        for col, want in truth.items():
+            got = ds[col].values
+            assert got.shape == want.shape, col
+            assert np.array_equal(got, want, equal_nan=got.dtype.kind == "f"), col
+        if name == "DxBits":
+            assert ds["armed"].dtype == bool and ds["dir"].attrs["flag_meanings"] == \
+                "DX_DOWN DX_STILL DX_UP"
+        lazy = r.to_xarray(name, classes=info["ns"].classes, chunks=64)
+        xr.testing.assert_identical(lazy.compute(), ds)
+
+
+def test_from_the_hello_alone_nested_structs_are_their_bytes(rich):
+    """No compiled class: a nested struct is one variable of bytes, and says how to do better."""
+    path, info = rich
+    with recording.open(path) as r:
+        ds = r.to_xarray("DxArrays", classes={})
+        at = ds["at"]
+        assert at.dims == ("record", "at_byte") and at.dtype == np.uint8
+        assert "compile its header" in at.attrs["note"]
+        # char names[2][6] is 12 chars to the HELLO: text up to the first NUL
+        names = info["truth"]["DxArrays"]["names"]
+        assert all(isinstance(v, str) and v.startswith(w[0]) for v, w in
+                   zip(ds["names"].values, names))
+
+
+def test_two_layouts_of_one_type_are_read_apart(cstruct_cache, tmp_path):
+    import data_helpers
+
+    path, info = data_helpers.two_epochs(tmp_path)
+    with recording.open(path) as r:
+        with pytest.raises(ValueError, match="say which with epoch="):
+            r.to_xarray("DxEvent")
+        first, second = (r.to_xarray("DxEvent", epoch=e) for e in (0, 1))
+        assert (first.sizes["record"], second.sizes["record"]) == (40, 60)
+        assert first["value"].dtype == np.float32 and second["value"].dtype == np.float64
+        assert list(first.attrs["epochs"]) == [0] and list(second.attrs["epochs"]) == [1]
+
+
+def test_a_torn_recording_reads_to_its_last_whole_frame_and_says_so(rich, tmp_path):
+    import data_helpers
+
+    path, info = rich
+    torn = data_helpers.torn_copy(path, tmp_path / "torn.cbrec")
+    with recording.open(torn) as r, recording.open(path) as whole:
+        ds = r.to_xarray("DxBits")
+        assert 0 < r.ignored_bytes == ds.attrs["ignored_bytes"]
+        kept = [r.count(n) for n in info["counts"]]
+        assert sum(kept) < sum(whole.count(n) for n in info["counts"])  # the last frame is gone
+        assert np.array_equal(ds["offset"].values,
+                              whole.to_xarray("DxBits")["offset"].values[:ds.sizes["record"]])

@@ -31,28 +31,38 @@ _NUMPY_OF_CTYPE = {
 }
 
 
-def _field_format(f: Mapping[str, Any]) -> Any:
+_INTEGER_WORDS = frozenset({"signed", "unsigned", "short", "int", "long", "char"})
+
+
+def _field_format(f: Mapping[str, Any], enums: Mapping[str, Any] | None = None) -> Any:
     count = max(int(f.get("count", 1)), 1)
     elem = f["size"] // count
     ctype = f.get("ctype", "")
     if ctype == "char" and elem == 1:
         return f"S{count}"
     base = _NUMPY_OF_CTYPE.get(ctype)
+    words = set(ctype.split())
+    if base is None and words and words <= _INTEGER_WORDS and elem in (1, 2, 4, 8):
+        # "int", "unsigned long", "short int"...: the HELLO's size says how wide
+        base = f"{'u' if 'unsigned' in words else 'i'}{elem}"
     if base is not None and np.dtype(base).itemsize != elem:
         base = None
-    if base is None and ctype.startswith("enum") and elem in (1, 2, 4, 8):
+    if base is None and (ctype.startswith("enum") or ctype in (enums or {})) \
+            and elem in (1, 2, 4, 8):
         base = f"i{elem}"
     if base is None:
         base = f"V{elem}"
     return base if count == 1 else (base, (count,))
 
 
-def dtype_from_layout(layout: Mapping[str, Any]) -> np.dtype:
+def dtype_from_layout(layout: Mapping[str, Any],
+                      enums: Mapping[str, Any] | None = None) -> np.dtype:
     """A numpy structured dtype with the layout's offsets and itemsize (each bit-field unit once,
-    as the compiled classes have it)."""
+    as the compiled classes have it); ``enums``, the HELLO's, tells typedef'd enums apart."""
     fields = layout["fields"]
     try:
-        formats = [None if f.get("bit_width") is not None else _field_format(f) for f in fields]
+        formats = [None if f.get("bit_width") is not None else _field_format(f, enums)
+                   for f in fields]
         names, formats, offsets = bitfields.dtype_fields(fields, formats)
         return np.dtype({"names": names, "formats": formats, "offsets": offsets,
                          "itemsize": layout["size"]})
@@ -180,7 +190,7 @@ def record_class(layout: Mapping[str, Any],
                  enums: Mapping[str, Mapping[str, int]] | None = None) -> type[SchemaRecord]:
     """A class for one HELLO type entry (a dict of name, size, align, fields); ``enums``, the
     HELLO's enum types, name its enum-typed fields' constants."""
-    dtype = dtype_from_layout(layout)
+    dtype = dtype_from_layout(layout, enums)
     fields = layout["fields"]
     bits = {str(f["name"]): b for f in fields if (b := bitfields.of_entry(f)) is not None}
     typed = {str(f["name"]): dict(enums[f["ctype"]]) for f in fields

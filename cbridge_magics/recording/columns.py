@@ -38,9 +38,15 @@ class Column:
     take: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
     enum: Mapping[str, int] | None = None      # an enum-typed field's constants
     bits: bitfields.Bits | None = None         # a bit-field: where its bits are
+    records_dtype: np.dtype | None = None      # the records' dtype the column was made for
 
     def values(self, records: np.ndarray) -> np.ndarray:
-        """The column of ``records`` (any number of them): shape ``(len(records), *shape)``."""
+        """The column of ``records`` (any number of them): shape ``(len(records), *shape)``.
+        Records of another dtype of the same size (a HELLO's, where the column was made from a
+        compiled class) are read as the column's."""
+        want = self.records_dtype
+        if want is not None and records.dtype != want and records.dtype.itemsize == want.itemsize:
+            records = records.view(want)
         return self.take(records)
 
     @property
@@ -81,7 +87,7 @@ def columns(layout: Mapping[str, Any], dtype: np.dtype | None = None,
         else:
             from ..cstruct.from_schema import dtype_from_layout
 
-            dtype = dtype_from_layout(layout)
+            dtype = dtype_from_layout(layout, enums)
     if enums is None and cls is not None:
         enums = _compiled_enums(cls)
     nested = _struct_fields(cls)
@@ -95,9 +101,13 @@ def columns(layout: Mapping[str, Any], dtype: np.dtype | None = None,
         if b is not None:
             unit = units[k][0]
             size = b.size if b.size in (1, 2, 4, 8) else 8  # as bitfields.extract gives it
-            kind = ENUM if enum else BOOL if ctype in ("_Bool", "bool") else NUMBER
-            out.append(Column(full, kind, np.dtype(f"{'i' if b.signed else 'u'}{size}"), (),
-                              ctype, _bits_taker(unit, b), enum, b))
+            if ctype in ("_Bool", "bool"):
+                out.append(Column(full, BOOL, np.dtype(bool), (), ctype, _flag_taker(unit, b),
+                                  None, b, dtype))
+                continue
+            out.append(Column(full, ENUM if enum else NUMBER,
+                              np.dtype(f"{'i' if b.signed else 'u'}{size}"), (), ctype,
+                              _bits_taker(unit, b), enum, b, dtype))
             continue
         ftype = dtype.fields[name][0]
         base, shape = ftype.base, ftype.shape
@@ -105,10 +115,10 @@ def columns(layout: Mapping[str, Any], dtype: np.dtype | None = None,
         if sub is not None and base.names:
             for c in columns(sub.__layout__, base, enums, sub, ""):
                 out.append(Column(f"{full}.{c.name}", c.kind, c.dtype, shape + c.shape, c.ctype,
-                                  _nested_taker(name, c), c.enum, c.bits))
+                                  _nested_taker(name, c), c.enum, c.bits, dtype))
             continue
         out.append(Column(full, _leaf_kind(base, ctype, enum), base, shape, ctype,
-                          _field_taker(name), enum))
+                          _field_taker(name), enum, None, dtype))
     return out
 
 
@@ -118,6 +128,10 @@ def _field_taker(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def _bits_taker(unit: str, b: bitfields.Bits) -> Callable[[np.ndarray], np.ndarray]:
     return lambda records: bitfields.extract(records[unit], b)
+
+
+def _flag_taker(unit: str, b: bitfields.Bits) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda records: bitfields.extract(records[unit], b) != 0
 
 
 def _nested_taker(name: str, inner: Column) -> Callable[[np.ndarray], np.ndarray]:
@@ -138,7 +152,7 @@ def _compiled_enums(cls: Any) -> dict[str, dict[str, int]]:
 def text(values: np.ndarray) -> np.ndarray:
     """``char[N]`` values (bytes up to the first NUL) as str, decoded UTF-8 (bad bytes
     replaced): what a reader expects of a string column."""
-    flat = [v.decode("utf-8", "replace") for v in values.reshape(-1).tolist()]
+    flat = [v.split(b"\0", 1)[0].decode("utf-8", "replace") for v in values.reshape(-1).tolist()]
     return np.array(flat, dtype=object).reshape(values.shape)
 
 

@@ -70,7 +70,7 @@ def class_for(name: str, layout: Mapping[str, Any], classes: Any = None) -> Any:
 
 # --- attributes ---------------------------------------------------------------------------------
 
-def _variable_attrs(c: Column) -> dict[str, Any]:
+def variable_attrs(c: Column) -> dict[str, Any]:
     attrs: dict[str, Any] = {"ctype": c.ctype}
     if c.enum:
         # the CF conventions' way to name the values of a categorical variable
@@ -169,6 +169,11 @@ def to_xarray(rec: Recording, name: str, *, epoch: int | None = None, time: Any 
     _, schema, info = rec.describe(name, epoch)
     cls = class_for(name, info.layout, classes)
     cols = cols_mod.columns(info.layout, enums=schema.enums or None, cls=cls)
+    clash = [c.name for c in cols if c.name in ("record", "time") or c.name in
+             {d for c2 in cols for d in c2.dims}]
+    if clash:
+        raise ValueError(f"{name}.{clash[0]} is named like a dimension or coordinate of the "
+                         "dataset (record, time, FIELD_dimN): rename the field in the header")
     n = rec.count(name, epoch=epoch)
     if chunks is not None:
         if chunks < 1:
@@ -179,7 +184,7 @@ def to_xarray(rec: Recording, name: str, *, epoch: int | None = None, time: Any 
         data = {c.name: column_values(c, records) for c in cols}
     receive = rec.times(name, epoch=epoch)
     ds = xr.Dataset(
-        {c.name: (_dims(c), data[c.name], _variable_attrs(c)) for c in cols},
+        {c.name: (_dims(c), data[c.name], variable_attrs(c)) for c in cols},
         coords={"record": np.arange(n), "time": ("record", _datetimes(receive),
                                                   {"long_name": "receive time"})},
         attrs=dataset_attrs(rec, name, epoch))

@@ -35,6 +35,7 @@ from . import format as fmt
 
 _opened: dict[tuple[str, int, int], "Recording"] = {}  # Recording.block's files, by path
 _opened_lock = threading.Lock()
+MAX_NOTE = 1 << 20  # bytes: the recorder's notes are a few hundred; json's objects take ~25x
 
 
 class NotARecording(CBridgeError):
@@ -108,7 +109,11 @@ class Recording:
             tid = fl = sq = 0
             plen = e.length
             if e.kind == fmt.Kind.HELLO:
-                schema = self._hello(e)
+                try:  # the first one parsed when the file was opened: a later one is damage
+                    schema = parse_hello(bytes(view[e.offset:e.offset + e.length]))
+                except ProtocolError as err:
+                    damage = f"a damaged HELLO at byte {e.offset}: {err}"
+                    break
                 if not schemas or schema.raw != schemas[-1].raw:
                     schemas.append(schema)
             elif e.kind in (fmt.Kind.RECEIVED, fmt.Kind.SENT, fmt.Kind.SENT_HEADER):
@@ -159,19 +164,39 @@ class Recording:
 
     @property
     def notes(self) -> list[dict[str, Any]]:
-        """What the recorder wrote about itself: frames it dropped, why it stopped."""
+        """What the recorder wrote about itself: frames it dropped, why it stopped. A NOTE that
+        is not such a JSON object (damage) reads as ``{"damaged": what is wrong with it}``."""
+        ix = self._index
+        return [self._note(i) for i in np.flatnonzero(ix["kind"] == fmt.Kind.NOTE)]
+
+    def _note(self, i: int) -> dict[str, Any]:
         import json
 
-        ix = self._index
-        return [json.loads(bytes(self._body(i)))
-                for i in np.flatnonzero(ix["kind"] == fmt.Kind.NOTE)]
+        body = self._body(i)
+        try:
+            if body.nbytes > MAX_NOTE:
+                raise ValueError(f"{body.nbytes} bytes, above the {MAX_NOTE} a note may have")
+            note = json.loads(bytes(body))  # JSON and UTF-8 errors are ValueErrors
+            if not isinstance(note, dict):
+                raise ValueError(f"a JSON {type(note).__name__}, not an object")
+            dropped = note.get("dropped_frames", {})
+            if not isinstance(dropped, dict) or not all(
+                    type(n) is int and 0 <= n < 1 << 63 for n in dropped.values()):
+                raise ValueError("its dropped_frames is not a count per type")
+        except (ValueError, RecursionError) as e:
+            return {"damaged": f"the NOTE at byte {int(self._index['offset'][i])} of "
+                               f"{self.path.name} is unreadable: {e}"}
+        return note
 
     def _body(self, i: int) -> memoryview:
-        """Entry ``i``'s payload (a frame's, without its wire header), a view of the map."""
+        """Entry ``i``'s payload (a frame's, without its wire header; none for a header sent
+        alone, whose length is the sent frame's), a view of the map."""
         ix = self._index
         off = int(ix["offset"][i])
         if ix["kind"][i] in (fmt.Kind.RECEIVED, fmt.Kind.SENT):
             return self._view[off + HEADER_SIZE:off + HEADER_SIZE + int(ix["length"][i])]
+        if ix["kind"][i] == fmt.Kind.SENT_HEADER:
+            return self._view[off + HEADER_SIZE:off + HEADER_SIZE]
         return self._view[off:off + int(ix["length"][i])]
 
     # --- records ---------------------------------------------------------------------------
@@ -208,6 +233,17 @@ class Recording:
             cache[key] = (rows, info, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
         return cache[key]
 
+    def dtype_of(self, name: str, epoch: int | None = None) -> np.dtype:
+        """The numpy dtype ``read`` gives the records of ``name``: its layout in the HELLO (whose
+        enum types tell typedef'd enums apart)."""
+        from ..cstruct.from_schema import dtype_from_layout
+
+        cache = self.__dict__.setdefault("_dtypes", {})
+        if (name, epoch) not in cache:  # read() asks for every chunk
+            _, schema, info = self.describe(name, epoch)
+            cache[name, epoch] = dtype_from_layout(info.layout, schema.enums)
+        return cache[name, epoch]
+
     def count(self, name: str, epoch: int | None = None) -> int:
         """How many records of ``name`` the file holds (without reading them)."""
         return int(self._frames(name, epoch)[2][-1])
@@ -216,12 +252,10 @@ class Recording:
              epoch: int | None = None) -> np.ndarray:
         """Records ``start`` to ``stop`` of ``name`` (as a slice takes them), copied out of the
         mapped file frame by frame: only the frames that hold them are touched."""
-        from ..cstruct.from_schema import dtype_from_layout
-
         rows, info, starts = self._frames(name, epoch)
         start, stop, _ = slice(start, stop).indices(int(starts[-1]))
         stop = max(stop, start)
-        out = np.empty(stop - start, dtype_from_layout(info.layout))
+        out = np.empty(stop - start, self.dtype_of(name, epoch))
         if stop == start:
             return out
         first = int(np.searchsorted(starts, start, "right")) - 1
@@ -302,11 +336,18 @@ class Recording:
         _, info = self._selection(name, epoch)
         return column(self.records(name, epoch), info.layout, field)
 
-    def times(self, name: str, epoch: int | None = None) -> np.ndarray:
-        """The receive time (seconds since the epoch) of each record ``records`` returns."""
-        rows, info = self._selection(name, epoch)
-        ix = self._index
-        return np.repeat(ix["time"][rows], ix["length"][rows] // info.size)
+    def times(self, name: str, epoch: int | None = None, start: int = 0,
+              stop: int | None = None) -> np.ndarray:
+        """The receive time (seconds since the epoch) of each record ``read(name, start, stop)``
+        returns (all of ``records``'s by default); only the frames that hold them are looked at."""
+        rows, _, starts = self._frames(name, epoch)
+        start, stop, _ = slice(start, stop).indices(int(starts[-1]))
+        if stop <= start:
+            return np.zeros(0)
+        first = int(np.searchsorted(starts, start, "right")) - 1
+        last = int(np.searchsorted(starts, stop, "left"))
+        t = np.repeat(self._index["time"][rows[first:last]], np.diff(starts[first:last + 1]))
+        return t[start - int(starts[first]):stop - int(starts[first])]
 
     def history_of(self, name: str) -> History:
         """The records of ``name`` as a History, for what reads a live Bridge's (plots)."""
