@@ -167,8 +167,16 @@ def test_scenario(name, tmp_path):
     # what the blocks leave behind, as a user would find it
     runners = {b.runner for b in ran}
     if name == "demo":
-        assert runners == {"background", "kernel", "python"}
+        assert runners == {"background", "kernel", "python", "sh"}
         assert (work / "run.cbrec").stat().st_size > 1000
+        # the exports the README makes, as their own readers see them
+        import pyarrow.parquet as pq
+        import xarray as xr
+
+        assert xr.open_dataset(work / "run.nc", group="Telemetry", engine="h5netcdf")[
+            "samples"].dims == ("record", "samples_dim0")
+        assert xr.open_zarr(work / "run.zarr", group="Telemetry")["samples"].size > 0
+        assert "streaming" in pq.read_table(work / "status.parquet").column_names
     elif name == "c-program":
         assert runners == {"sh", "background", "kernel"}
         assert {"minimal", "minimal_schema.c", "minimal_schema.h"} <= {p.name for p in work.iterdir()}
