@@ -109,7 +109,8 @@ def column_values(c: Column, records: np.ndarray) -> np.ndarray:
     if c.kind == TEXT:
         return cols_mod.text(values)
     if c.kind == OPAQUE:  # one byte per element, in a last dimension of its own
-        return np.ascontiguousarray(values).view(np.uint8).reshape(*values.shape, -1)
+        return np.ascontiguousarray(values).view(np.uint8).reshape(*values.shape,
+                                                                    values.dtype.itemsize)
     return values
 
 
@@ -185,7 +186,7 @@ def to_xarray(rec: Recording, name: str, *, epoch: int | None = None, time: Any 
     receive = rec.times(name, epoch=epoch)
     ds = xr.Dataset(
         {c.name: (_dims(c), data[c.name], variable_attrs(c)) for c in cols},
-        coords={"record": np.arange(n), "time": ("record", _datetimes(receive),
+        coords={"record": np.arange(n), "time": ("record", datetimes(receive),
                                                   {"long_name": "receive time"})},
         attrs=dataset_attrs(rec, name, epoch))
     fields = _time_fields(time)
@@ -197,8 +198,13 @@ def to_xarray(rec: Recording, name: str, *, epoch: int | None = None, time: Any 
     return _sample_times(ds, cols, fields, flat)
 
 
-def _datetimes(seconds: np.ndarray) -> np.ndarray:
-    return (np.asarray(seconds) * 1e9).astype("datetime64[ns]")
+def datetimes(seconds: np.ndarray) -> np.ndarray:
+    """Receive times as datetime64[ns]; one no datetime64 holds (a damaged entry's) is NaT."""
+    s = np.asarray(seconds, np.float64)
+    out = np.full(s.shape, np.datetime64("NaT"), "datetime64[ns]")
+    ok = np.isfinite(s) & (np.abs(s) < 9.2e9)  # datetime64[ns] spans 1678..2262
+    out[ok] = (s[ok] * 1e9).astype("datetime64[ns]")
+    return out
 
 
 def _sample_times(ds: Any, cols: Sequence[Column], fields: tuple[str, str], flat: bool) -> Any:
@@ -212,6 +218,12 @@ def _sample_times(ds: Any, cols: Sequence[Column], fields: tuple[str, str], flat
     if not series:
         raise ValueError(f"{ds.attrs['type']} has no 1-D array field to give sample times")
     t0, dt = ds[t0_name].astype("f8"), ds[dt_name].astype("f8")
+    with np.errstate(all="ignore"):  # a damaged t0 or dt gives inf or nan times, not an error
+        return _sample_times_of(ds, series, t0, dt, t0_name, dt_name, flat)
+
+
+def _sample_times_of(ds: Any, series: Sequence[Column], t0: Any, dt: Any, t0_name: str,
+                     dt_name: str, flat: bool) -> Any:
     if not flat:
         for c in series:
             k = np.arange(c.shape[0], dtype="f8")
@@ -235,6 +247,13 @@ def _sample_times(ds: Any, cols: Sequence[Column], fields: tuple[str, str], flat
                       attrs=ds.attrs)
 
 
+def _pandas_values(c: Column, records: np.ndarray) -> Any:
+    """A column as a DataFrame holds it: an opaque struct as one bytes object per record."""
+    if c.kind == OPAQUE:
+        return [bytes(v) for v in np.ascontiguousarray(c.values(records)).tolist()]
+    return column_values(c, records)
+
+
 def to_pandas(rec: Recording, name: str, *, epoch: int | None = None,
               classes: Any = None) -> Any:
     """The records of ``name`` as a DataFrame indexed by receive time: scalar fields only (an
@@ -246,8 +265,8 @@ def to_pandas(rec: Recording, name: str, *, epoch: int | None = None,
                             cls=class_for(name, info.layout, classes))
     cols_mod.refuse_arrays(cols, f"a DataFrame of {name}")
     records = rec.read(name, epoch=epoch)
-    frame = pd.DataFrame({c.name: column_values(c, records) for c in cols},
-                         index=pd.DatetimeIndex(_datetimes(rec.times(name, epoch=epoch)),
+    frame = pd.DataFrame({c.name: _pandas_values(c, records) for c in cols},
+                         index=pd.DatetimeIndex(datetimes(rec.times(name, epoch=epoch)),
                                                 name="time"))
     frame.attrs.update(dataset_attrs(rec, name, epoch))
     frame.attrs["enums"] = {c.name: dict(c.enum) for c in cols if c.enum}

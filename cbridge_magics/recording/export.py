@@ -37,7 +37,7 @@ import numpy as np
 
 from . import export_formats as formats
 from .columns import BOOL, ENUM, NUMBER, OPAQUE, TEXT, Column, columns
-from .datasets import variable_attrs, class_for, column_values, dataset_attrs
+from .datasets import class_for, column_values, dataset_attrs, datetimes, variable_attrs
 
 Recording = Any  # a reader.Recording, passed in: the reader imports this module, not the reverse
 
@@ -179,8 +179,7 @@ def _type_names(rec: Recording, types: Iterable[str] | str | None, epoch: int | 
 def receive_ns(rec: Recording, name: str, epoch: int | None, a: int, b: int) -> np.ndarray:
     """The receive times of records [a, b) in nanoseconds since the epoch, as to_xarray's time
     coordinate has them (a chunk's only: all of them would be 8 bytes a record, unbounded)."""
-    seconds = rec.times(name, epoch=epoch, start=a, stop=b)
-    return (seconds * 1e9).astype("datetime64[ns]").view(np.int64)
+    return datetimes(rec.times(name, epoch=epoch, start=a, stop=b)).view(np.int64)
 
 
 def export(rec: Recording, path: str | os.PathLike[str], *,
