@@ -90,10 +90,14 @@ class Recorder:
 
             try:
                 with Recording(self.path) as old:
-                    end = old._index["end"]
+                    end, damage = old._index["end"], old.damage
             except NotARecording as e:
                 os.close(fd)
                 raise RecordingError(f"cannot append: {e}") from None
+            if damage is not None:  # whole entries may follow it: cutting there would lose them
+                os.close(fd)
+                raise RecordingError(f"cannot append to {self.path}: it holds {damage}; record "
+                                     "to a new file")
             if end < size:  # a cut-off entry at the end: new entries go after the last whole one
                 log.warning("%s: %d bytes of a cut-off entry at its end dropped before appending",
                             self.path, size - end)
