@@ -53,14 +53,16 @@ class Entry:
 
 def scan(buf, start: int, end: int) -> Iterator[Entry]:
     """The whole entries of ``buf[start:end]``, in order; stops before an entry that runs past
-    ``end`` (a file cut off by a crash) or whose length is damage. Entries of kinds this reader
-    does not know are returned too: skipping them is the caller's choice."""
+    ``end`` (a file cut off by a crash), whose length is damage, or of kind 0, which is never
+    written (the zeros a crash can leave at the end of a file: each 16 would be an entry).
+    Entries of other kinds this reader does not know are returned too: skipping them is the
+    caller's choice."""
     unpack = ENTRY.unpack_from
     pos = start
     while pos + ENTRY_SIZE <= end:
         kind, length, t = unpack(buf, pos)
         body = pos + ENTRY_SIZE
-        if length > MAX_BODY or body + length > end:
+        if length > MAX_BODY or body + length > end or kind == 0:
             return
         yield Entry(body, kind, length, t)
         pos = body + length + padding(length)

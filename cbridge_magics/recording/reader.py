@@ -33,7 +33,7 @@ from ..wire.hello import Schema, parse_hello
 from . import format as fmt
 
 
-_opened: dict[tuple[str, int, int], "Recording"] = {}  # Recording.block's files, by path
+_opened: dict[str, tuple[tuple[int, int, int], "Recording"]] = {}  # Recording.block's, by path
 _opened_lock = threading.Lock()
 MAX_NOTE = 1 << 20  # bytes: the recorder's notes are a few hundred; json's objects take ~25x
 
@@ -303,12 +303,15 @@ class Recording:
         """Records [start, stop) of the recording at ``path``: what one Dask task reads, in this
         process or another (each process opens a file once, until it changes)."""
         st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
-        with _opened_lock:
-            rec = _opened.get(key)
-            if rec is None:
-                rec = _opened[key] = Recording(path)
-        return rec.read(name, start, stop, epoch=epoch)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        with _opened_lock:  # a changed file replaces its older self, closed once let go of
+            held = _opened.pop(path, None)
+            if held is None or held[0] != stamp:
+                held = (stamp, Recording(path))
+            _opened[path] = held  # the most recently used last: past 64 files, the first go
+            while len(_opened) > 64:
+                del _opened[next(iter(_opened))]
+        return held[1].read(name, start, stop, epoch=epoch)
 
     def to_xarray(self, name: str, **options: Any) -> Any:
         """The records of ``name`` as an xarray Dataset; see recording.datasets.to_xarray."""
