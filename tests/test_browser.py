@@ -137,7 +137,7 @@ def wait_for_cells(page, selector: str, timeout: float) -> None:
     """Wait for ``selector`` while the notebook runs. If the kernel goes idle with cells still
     unrun after one that ran (JupyterLab has dropped the rest of a Run All queue, seen once in
     CI right after a first cell that built for a while), run from the first unrun cell on."""
-    unrun = """() => {
+    unrun = r"""() => {
         const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
         const idle = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
         const ran = prompts.map(p => /\[\d+\]/.test(p.textContent));
