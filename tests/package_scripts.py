@@ -31,10 +31,10 @@ KERNEL_SESSION = """
                   "%cbridge record --stop")
             print("RECORDED", k.value("len(__import__('cbridge_magics.recording', fromlist=['x'])"
                                       ".open('run.cbrec').records('Telemetry'))"))
-            k.run("from cbridge_magics import recording\n"
-                  "try:\n    recording.open('run.cbrec').to_xarray('Telemetry')\n"
-                  "    noextra = 'it worked without the data extra'\n"
-                  "except ModuleNotFoundError as e:\n    noextra = str(e)")
+            k.run("from cbridge_magics import recording\\n"
+                  "try:\\n    recording.open('run.cbrec').to_xarray('Telemetry')\\n"
+                  "    noextra = 'it worked without the data extra'\\n"
+                  "except ModuleNotFoundError as e:\\n    noextra = str(e)")
             print("NOEXTRA", k.value("noextra"))
             print("MODULE", k.value("__import__('cbridge_magics').__file__"))
         finally:
