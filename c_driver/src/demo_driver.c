@@ -321,6 +321,7 @@ static void demo_on_command(cb_server *s, const cb_request *req, void *user) {
             cb_reply_error(s, req, CB_E_BAD_REQUEST, "record %zu: %s", i, why);
             return;
         }
+        memset(st, 0, sizeof *st); /* the flags word's reserved bits and any padding too */
         st->code = 0;
         demo_flags(s, &cfg, st);
         st->frames_sent = d->frames_sent;
