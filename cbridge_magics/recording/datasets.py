@@ -22,6 +22,7 @@ used.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -129,20 +130,29 @@ def _value_dtype(c: Column) -> np.dtype:
 
 def _lazy_columns(rec: Recording, name: str, epoch: int | None, cols: Sequence[Column],
                   n: int, chunks: int) -> dict[str, Any]:
-    """Per column a Dask array that reads its records from the file when computed."""
+    """Per column a Dask array that reads its records from the file when computed. The graph is
+    written out with keys of its own (one token of the file and the request): hashing every
+    chunk's arguments, as ``delayed`` does, cost more than all the rest of opening."""
     dask = need("dask", "to_xarray(chunks=...)")
     da = need("dask.array", "to_xarray(chunks=...)")
+    from dask.highlevelgraph import HighLevelGraph
+
     blocks = [(a, min(a + chunks, n)) for a in range(0, n, chunks)] or [(0, 0)]
     path = str(rec.path)
+    st = os.stat(path)
+    token = dask.base.tokenize(path, st.st_size, st.st_mtime_ns, name, epoch, chunks)
     block = type(rec).block  # opens the file by its path: a task may run in another process
-    reads = [dask.delayed(block, pure=True)(path, name, epoch, a, b) for a, b in blocks]
+    read = f"cbridge-read-{name}-{token}"
+    reads = {(read, i): (block, path, name, epoch, a, b) for i, (a, b) in enumerate(blocks)}
+    sizes = (tuple(b - a for a, b in blocks),)
     out = {}
     for c in cols:
         shape, dtype = _per_record_shape(c), _value_dtype(c)
-        parts = [da.from_delayed(dask.delayed(column_values, pure=True)(c, r),
-                                 shape=(b - a, *shape), dtype=dtype)
-                 for r, (a, b) in zip(reads, blocks)]
-        out[c.name] = da.concatenate(parts) if len(parts) > 1 else parts[0]
+        key = f"cbridge-{name}.{c.name}-{token}"
+        tail = (0,) * len(shape)
+        layer = {(key, i, *tail): (column_values, c, (read, i)) for i in range(len(blocks))}
+        graph = HighLevelGraph({read: reads, key: layer}, {read: set(), key: {read}})
+        out[c.name] = da.Array(graph, key, sizes + tuple((s,) for s in shape), dtype=dtype)
     return out
 
 
