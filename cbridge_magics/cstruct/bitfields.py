@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import CStructError
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 # that need not have it
 
 UNIT_SEP = "|"
-BIT_KEYS = ("bit_offset", "bit_width", "signed")
 
 
 @dataclass(frozen=True)
@@ -225,8 +224,3 @@ def enum_value(constants: Mapping[str, int], value: str, where: str, ctype: str)
     except KeyError:
         raise ValueError(f"{where}: {value!r} is not a constant of {ctype} (it takes "
                          f"{', '.join(constants) or 'none'}, or their values)") from None
-
-
-def bit_names(fields: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The names of a layout's bit-fields."""
-    return [str(f["name"]) for f in fields if f.get("bit_width") is not None]
