@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cbridge_magics.testing import ROOT
+from common import in_turns, table
 
 SOURCE = r"""
 #include <stdint.h>
@@ -52,17 +53,6 @@ class CReg(ctypes.Structure):
                 ("mode", ctypes.c_uint32, 3), ("spare", ctypes.c_uint32, 3),
                 ("offset", ctypes.c_int32, 12), ("channel", ctypes.c_uint32, 10),
                 ("seq", ctypes.c_uint16)]
-
-
-def in_turns(*fs, repeat: int) -> list[list[float]]:
-    """Each callable timed ``repeat`` times, in turns (a, b, a, b, ...); their times in seconds."""
-    out: list[list[float]] = [[] for _ in fs]
-    for _ in range(repeat):
-        for f, times in zip(fs, out):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-    return out
 
 
 # --- get / set --------------------------------------------------------------------------------
@@ -224,14 +214,9 @@ def main() -> int:
         row(f"{what}, {args.records / 1e6:g} M", ours, peer, lambda v: f"{v * 1000:.1f} ms", 1.5,
             "numpy floor", lambda o, p: o / p)
 
-    header = ("measure", "cbridge min / median", "peer min / median", "peer", "ratio min / median",
-              "ratio net of loop", "target", "met")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("{:<%d}" % w for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for r in rows:
-        print(line.format(*r))
+    print(table("bit-fields: get and set against ctypes, a batch against numpy",
+                ("measure", "cbridge min / median", "peer min / median", "peer",
+                 "ratio min / median", "ratio net of loop", "target", "met"), rows))
     if "error" in schema:
         print(f"\nc-schema: skipped ({schema['error']})")
     else:

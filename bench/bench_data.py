@@ -41,22 +41,12 @@ from cbridge_magics import recording
 from cbridge_magics.recording import Recorder
 from cbridge_magics.testing import ROOT
 from cbridge_magics.wire.hello import parse_hello
+from common import in_turns, table
 
 RECORD, BATCH = 280, 64  # Telemetry: seq, count, t0, dt, float samples[64]
 FORMATS = {"netcdf": ".nc", "zarr": ".zarr", "parquet": ".parquet"}
 FLOOR_CHUNK = 64 << 20
 DASK_CHUNKS = 100_000
-
-
-def in_turns(*fs, repeat: int) -> list[list[float]]:
-    """Each callable timed ``repeat`` times, in turns (a, b, a, b, ...); their times in seconds."""
-    out: list[list[float]] = [[] for _ in fs]
-    for _ in range(repeat):
-        for f, times in zip(fs, out):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-    return out
 
 
 def have_export() -> bool:
@@ -259,15 +249,6 @@ def fmt_pair(xs: list[float], f) -> str:  # noqa: ANN001
     return f"{f(min(xs))} / {f(statistics.median(xs))}"
 
 
-def print_table(header: tuple[str, ...], rows: list[tuple]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("{:<%d}" % w for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for r in rows:
-        print(line.format(*map(str, r)))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=1024, help="the recording's size in MB")
@@ -302,10 +283,10 @@ def main() -> int:
                              fmt_pair(times, lambda t: f"{t:.2f} s"),
                              f"{min(times) / min(floor):.2f}x / "
                              f"{statistics.median(times) / statistics.median(floor):.2f}x"))
-            print(f"export of Telemetry ({args.repeat} rounds in turns; the floor copies the same "
-                  "record bytes)")
-            print_table(("measure", "MB/s of records, best / median", "time min / median",
-                         "time vs floor min / median"), rows)
+            print(table(f"export of Telemetry ({args.repeat} rounds in turns; the floor copies "
+                        "the same record bytes)",
+                        ("measure", "MB/s of records, best / median", "time min / median",
+                         "time vs floor min / median"), rows))
 
             mem = memory_figures(path, tmp)
             baseline = mem.pop("baseline (open, imports)")
@@ -317,10 +298,10 @@ def main() -> int:
                 rows.append((f"export {FORMATS[fmt]} ({fmt})", f"{anon / 2**20:,.0f} MiB",
                              f"{hwm / 2**20:,.0f} MiB", f"{(anon - baseline[0]) / 2**20:,.0f} MiB",
                              f"{ratio:.1f}x", "yes" if ratio >= 4 else "NO"))
-            print(f"\nexport memory (a process per format; recording {file_size / 2**20:,.0f} "
-                  "MiB; RssAnon sampled every 10 ms)")
-            print_table(("process", "peak RssAnon", "VmHWM (incl. mapped file)",
-                         "above baseline", "recording / peak", ">= 4x"), rows)
+            print(table(f"export memory (a process per format; recording "
+                        f"{file_size / 2**20:,.0f} MiB; RssAnon sampled every 10 ms)",
+                        ("process", "peak RssAnon", "VmHWM (incl. mapped file)",
+                         "above baseline", "recording / peak", ">= 4x"), rows))
         else:
             print("export throughput: skipped (no export yet)")
             print("export memory: skipped (no export yet)")
@@ -328,8 +309,8 @@ def main() -> int:
         lazy = lazy_figures(path, args.repeat)
         ms = lambda t: f"{t * 1000:.1f} ms"  # noqa: E731
         s = lambda t: f"{t:.2f} s"  # noqa: E731
-        print(f"\nthe lazy dataset (chunks={DASK_CHUNKS:,} records: {lazy['chunks']} chunks)")
-        print_table(("measure", "min / median", "peer min / median", "peer", "ratio min / median",
+        print(table(f"the lazy dataset (chunks={DASK_CHUNKS:,} records: {lazy['chunks']} chunks)",
+                    ("measure", "min / median", "peer min / median", "peer", "ratio min / median",
                      "target"), [
             ("open + to_xarray(chunks=...), in all", fmt_pair(lazy["all"], ms), "", "", "",
              f"milliseconds; records read: {lazy['reads']} (target 0)"),
@@ -340,8 +321,8 @@ def main() -> int:
              fmt_pair(lazy["numpy"], s), "numpy over r.records()",
              f"{min(lazy['dask']) / min(lazy['numpy']):.2f}x / "
              f"{statistics.median(lazy['dask']) / statistics.median(lazy['numpy']):.2f}x", ""),
-        ])
-        print(f"\nmeans: Dask {lazy['means']['dask']:.6g}, numpy {lazy['means']['numpy']:.6g} "
+        ]))
+        print(f"means: Dask {lazy['means']['dask']:.6g}, numpy {lazy['means']['numpy']:.6g} "
               "(float32 accumulations differ in their last digits)")
         print("ratios are cbridge time / floor or peer time (lower is better), from the mins and "
               "from the medians.")

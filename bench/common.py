@@ -1,4 +1,5 @@
-"""Helpers the benchmarks share: a driver on a private socket, a plain socket client, tables."""
+"""Helpers the benchmarks share: a driver on a private socket, a plain socket client, timing
+in turns, tables."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import socket
 import struct
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from cbridge_magics.testing import ROOT, DriverProcess, Kernel, demo_driver
 from cbridge_magics.wire.codes import HEADER_FORMAT, MAGIC, VERSION
@@ -82,6 +84,18 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells[1:]]
     return "\n".join(lines) + "\n"
+
+
+def in_turns(*fs: Callable[[], object], repeat: int) -> list[list[float]]:
+    """Each callable timed ``repeat`` times, in turns (a, b, a, b, ...): a noisy moment hits
+    every side alike. Their times in seconds, a list per callable."""
+    out: list[list[float]] = [[] for _ in fs]
+    for _ in range(repeat):
+        for f, times in zip(fs, out):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+    return out
 
 
 def median(xs: Sequence[float]) -> float:
