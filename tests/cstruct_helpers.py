@@ -54,6 +54,18 @@ def test_cache_dir() -> Path:
 test_cache_dir.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
+def stable_header(name: str, text: str) -> Path:
+    """``text`` in the suites' cache folder: compile_header's cache key holds the path, so a
+    tmp_path would rebuild it on every run."""
+    path = test_cache_dir().with_name(f"{test_cache_dir().name}-headers") / name
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)  # whole, for a suite running beside this one
+    return path
+
+
 def python_exe() -> str:
     import sys
 

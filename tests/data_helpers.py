@@ -30,7 +30,7 @@ from cbridge_magics.cstruct.from_schema import dtype_from_layout
 from cbridge_magics.recording import Recorder
 from cbridge_magics.wire.codes import Flag
 from cbridge_magics.wire.hello import parse_hello
-from cstruct_helpers import test_cache_dir
+from cstruct_helpers import stable_header
 from test_c_schema import LIBCBRIDGE, generate, hello_of
 
 RICH_H = r"""#include <stdint.h>
@@ -70,18 +70,6 @@ LEVELS = [-3, 0, 1000]
 DIRS = [-2, 0, 5]
 T0 = 1_700_000_000.25  # receive times: T0 + 1 ms per frame
 WORDS = ["", "a", "probe", "é", "naïve", "x1", "twelve_bytes", "ÿÿ"]
-
-
-def stable_header(name: str, text: str) -> Path:
-    """``text`` in the suites' cache folder: compile_header's cache key holds the path, so a
-    tmp_path would rebuild it on every run."""
-    path = test_cache_dir().with_name(f"{test_cache_dir().name}-headers") / name
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{name}.{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)  # whole, for a suite running beside this one
-    return path
 
 
 def driver_hello(header: Path, out: Path, prefix: str, *args: str) -> Any:

@@ -6,7 +6,6 @@ compiler and linked with the installed libcbridge.a."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from cbridge_magics import config, connect, cstruct
 from cbridge_magics.cstruct import c_schema
 from cbridge_magics.wire.layout import ALL_KEYS, compare
-from cstruct_helpers import DEMO_HEADER, ROOT
+from cstruct_helpers import DEMO_HEADER, stable_header
 
 INCLUDE = config.include_dir()  # the installed package's headers and library
 LIBCBRIDGE = config.lib_dir() / "libcbridge.a"
@@ -107,13 +106,7 @@ def libcbridge() -> Path:
 def rich_header(cstruct_cache) -> Path:
     """RICH, in a fixed place: compile_header's cache key holds the path, so a tmp_path would
     rebuild it (3 s) on every run."""
-    path = cstruct_cache.with_name(f"{cstruct_cache.name}-headers") / "rich.h"
-    if not path.is_file() or path.read_text() != RICH:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"rich.h.{os.getpid()}")
-        tmp.write_text(RICH)
-        os.replace(tmp, path)  # whole, for a suite running beside this one
-    return path
+    return stable_header("rich.h", RICH)
 
 
 def hello_of(schema_c: Path, prefix: str, lib: Path) -> dict:

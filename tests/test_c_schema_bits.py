@@ -5,13 +5,13 @@ when a bit-field narrows or changes sign, or refuse to register when one moved."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from cbridge_magics import cstruct
+from cstruct_helpers import stable_header
 from test_c_schema import assert_same_layouts, cc, generate, hello_of, libcbridge  # noqa: F401
 
 REGMAP = r"""#include <stdint.h>
@@ -53,13 +53,7 @@ typedef union RegWord { uint32_t raw; struct { uint32_t low : 16; int32_t high :
 
 @pytest.fixture(scope="module")
 def regmap_header(cstruct_cache) -> Path:
-    path = cstruct_cache.with_name(f"{cstruct_cache.name}-headers") / "regmap.h"
-    if not path.is_file() or path.read_text() != REGMAP:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"regmap.h.{os.getpid()}")
-        tmp.write_text(REGMAP)
-        os.replace(tmp, path)
-    return path
+    return stable_header("regmap.h", REGMAP)
 
 
 def test_register_map_hello_is_the_compiled_layout_bits_and_enums_included(
