@@ -216,14 +216,20 @@ def _check_bits(f: Mapping[str, Any], fw: str, where: str, ctype: str, size: int
                             f"{size}-byte unit")
 
 
+def _named(entry: Any, where: str) -> str:
+    """The name of a type or field entry: the entry an object, its name an identifier."""
+    if not isinstance(entry, dict):
+        raise ProtocolError(f"HELLO: {where} is not an object")
+    name = _require(entry, "name", str, where)
+    if not name.isidentifier():
+        raise ProtocolError(f"HELLO: {where}.name {_show(name)} is not an identifier")
+    return name
+
+
 def _check_field(f: Any, fw: str, tname: str, tsize: int, names: set[str],
                  enums: Mapping[str, Any]) -> None:
     """One field entry of type ``tname`` (``tsize`` bytes); ``names`` are its fields' so far."""
-    if not isinstance(f, dict):
-        raise ProtocolError(f"HELLO: {fw} is not an object")
-    fname = _require(f, "name", str, fw)
-    if not fname.isidentifier():
-        raise ProtocolError(f"HELLO: {fw}.name {_show(fname)} is not an identifier")
+    fname = _named(f, fw)
     where = f"{fw} ({_cut(fname)})"
     if fname in names:
         raise ProtocolError(f"HELLO: {where}: another field of {tname} is named {_cut(fname)}")
@@ -258,11 +264,7 @@ def _check_field(f: Any, fw: str, tname: str, tsize: int, names: set[str],
 def _type_info(t: Any, where: str, seen_ids: set[int], seen_names: set[str],
                enums: Mapping[str, Any]) -> TypeInfo:
     """One entry of "types", checked field by field."""
-    if not isinstance(t, dict):
-        raise ProtocolError(f"HELLO: {where} is not an object")
-    name = _require(t, "name", str, where)
-    if not name.isidentifier():
-        raise ProtocolError(f"HELLO: {where}.name {_show(name)} is not an identifier")
+    name = _named(t, where)
     tid = _require(t, "id", int, where)
     size = _require(t, "size", int, where)
     align = _require(t, "align", int, where)
