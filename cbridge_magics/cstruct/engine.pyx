@@ -345,6 +345,21 @@ cdef void _install(type cls, dict attrs) noexcept:
     PyType_Modified(<PyTypeObject*>cls)
 
 
+cdef Py_ssize_t *_pairs(list pairs) except? NULL:
+    """A list of (a, b) as a C array a0, b0, a1, b1...; NULL for none. Kept for life, as the
+    class it describes is."""
+    cdef Py_ssize_t j
+    if not pairs:
+        return NULL
+    cdef Py_ssize_t *out = <Py_ssize_t*>PyMem_Malloc(2 * len(pairs) * sizeof(Py_ssize_t))
+    if out == NULL:
+        raise MemoryError()
+    for j, (a, b) in enumerate(pairs):
+        out[2 * j] = a
+        out[2 * j + 1] = b
+    return out
+
+
 cdef dict _measure(Py_ssize_t size, const cb_bits_t *bits, Py_ssize_t nbits):
     """Where each bit-field's bits are, as the compiled code puts them: its setter stores all
     ones into zeroed bytes; and whether it is signed, from its probe. member -> (mask bytes,
@@ -369,24 +384,8 @@ cdef int setup_class(type cls, dict spec, Py_ssize_t size, Py_ssize_t align,
     members = [table[j] for j in range(n)]
     ci = _rt.finish(cls, spec, size, align, members, _measure(size, bits, nbits))
     info.size = size
-    info.ngaps = len(ci.gaps)
-    info.gaps = NULL
-    if ci.gaps:
-        info.gaps = <Py_ssize_t*>PyMem_Malloc(2 * len(ci.gaps) * sizeof(Py_ssize_t))  # for life
-        if info.gaps == NULL:
-            raise MemoryError()
-        for j, (start, length) in enumerate(ci.gaps):
-            info.gaps[2 * j] = start
-            info.gaps[2 * j + 1] = length
-    info.nmasks = len(ci.masks)
-    info.masks = NULL
-    if ci.masks:
-        info.masks = <Py_ssize_t*>PyMem_Malloc(2 * len(ci.masks) * sizeof(Py_ssize_t))  # for life
-        if info.masks == NULL:
-            raise MemoryError()
-        for j, (start, keep) in enumerate(ci.masks):
-            info.masks[2 * j] = start
-            info.masks[2 * j + 1] = keep
+    info.ngaps, info.gaps = len(ci.gaps), _pairs(ci.gaps)  # (start, length)
+    info.nmasks, info.masks = len(ci.masks), _pairs(ci.masks)  # (offset, bits to keep)
     # the class must start like cb_obj_t, with its struct inside the object (checked once here)
     probe = cb_new(cls)
     h = _head(probe)
