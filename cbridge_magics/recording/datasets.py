@@ -130,9 +130,10 @@ def _value_dtype(c: Column) -> np.dtype:
 
 def _lazy_columns(rec: Recording, name: str, epoch: int | None, cols: Sequence[Column],
                   n: int, chunks: int) -> dict[str, Any]:
-    """Per column a Dask array that reads its records from the file when computed. The graph is
-    written out with keys of its own (one token of the file and the request): hashing every
-    chunk's arguments, as ``delayed`` does, cost more than all the rest of opening."""
+    """Per column a Dask array that reads its records from the file when computed, and the
+    receive times (``"time"``) the same way. The graph is written out with keys of its own (one
+    token of the file and the request): hashing every chunk's arguments, as ``delayed`` does,
+    cost more than all the rest of opening."""
     dask = need("dask", "to_xarray(chunks=...)")
     da = need("dask.array", "to_xarray(chunks=...)")
     from dask.highlevelgraph import HighLevelGraph
@@ -141,10 +142,11 @@ def _lazy_columns(rec: Recording, name: str, epoch: int | None, cols: Sequence[C
     path = str(rec.path)
     st = os.stat(path)
     token = dask.base.tokenize(path, st.st_size, st.st_mtime_ns, name, epoch, chunks)
-    block = type(rec).block  # opens the file by its path: a task may run in another process
-    read = f"cbridge-read-{name}-{token}"
-    reads = {(read, i): (block, path, name, epoch, a, b) for i, (a, b) in enumerate(blocks)}
     sizes = (tuple(b - a for a, b in blocks),)
+    # Tasks open the file by its path: a task may run in another process.
+    read = f"cbridge-read-{name}-{token}"
+    reads = {(read, i): (type(rec).block, path, name, epoch, a, b)
+             for i, (a, b) in enumerate(blocks)}
     out = {}
     for c in cols:
         shape, dtype = _per_record_shape(c), _value_dtype(c)
@@ -153,6 +155,11 @@ def _lazy_columns(rec: Recording, name: str, epoch: int | None, cols: Sequence[C
         layer = {(key, i, *tail): (column_values, c, (read, i)) for i in range(len(blocks))}
         graph = HighLevelGraph({read: reads, key: layer}, {read: set(), key: {read}})
         out[c.name] = da.Array(graph, key, sizes + tuple((s,) for s in shape), dtype=dtype)
+    key = f"cbridge-{name}-time-{token}"
+    layer = {(key, i): (datetimes, (type(rec).block_times, path, name, epoch, a, b))
+             for i, (a, b) in enumerate(blocks)}
+    out["time"] = da.Array(HighLevelGraph.from_collections(key, layer), key, sizes,
+                           dtype=np.dtype("datetime64[ns]"))
     return out
 
 
@@ -177,6 +184,7 @@ def to_xarray(rec: Recording, name: str, *, epoch: int | None = None, time: Any 
     fields end to end on one ``time`` dimension. ``chunks``: records per Dask chunk (nothing is
     read until computed). ``classes``: compiled classes to describe nested structs with."""
     xr = need("xarray", "to_xarray")
+    pd = need("pandas", "to_xarray")
     _, schema, info = rec.describe(name, epoch)
     cls = class_for(name, info.layout, classes)
     cols = cols_mod.columns(info.layout, enums=schema.enums or None, cls=cls)
@@ -193,11 +201,13 @@ def to_xarray(rec: Recording, name: str, *, epoch: int | None = None, time: Any 
     else:
         records = rec.read(name, epoch=epoch)
         data = {c.name: column_values(c, records) for c in cols}
-    receive = rec.times(name, epoch=epoch)
+        data["time"] = datetimes(rec.times(name, epoch=epoch))
+    # A RangeIndex: numbering 10 million records takes no memory and no time.
+    record = pd.RangeIndex(n, name="record")
     ds = xr.Dataset(
         {c.name: (_dims(c), data[c.name], variable_attrs(c)) for c in cols},
-        coords={"record": np.arange(n), "time": ("record", datetimes(receive),
-                                                  {"long_name": "receive time"})},
+        coords={"record": record,
+                "time": ("record", data["time"], {"long_name": "receive time"})},
         attrs=dataset_attrs(rec, name, epoch))
     fields = _time_fields(time)
     if fields is None:

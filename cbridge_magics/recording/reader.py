@@ -28,9 +28,9 @@ import numpy as np
 from ..errors import CBridgeError, ProtocolError
 from ..history import History
 from ..wire.codes import HEADER_SIZE, MAGIC, Flag, VERSION as WIRE_VERSION
-from ..wire.frames import HEADER
 from ..wire.hello import Schema, parse_hello
 from . import format as fmt
+from ._walk import walk
 
 
 _opened: dict[str, tuple[tuple[int, int, int], "Recording"]] = {}  # Recording.block's, by path
@@ -100,46 +100,24 @@ class Recording:
     @cached_property
     def _index(self) -> dict[str, Any]:
         """Every whole entry's place, and the schemas in order; the walk stops at damage."""
-        view, size = self._view, self.size
-        offsets, kinds, times, epochs, type_ids, flags, seqs, lengths = ([] for _ in range(8))
+        ix, end, damage = walk(self._bytes, fmt.FILE_HEADER_SIZE, self.size, MAGIC, WIRE_VERSION)
         schemas: list[Schema] = []
-        end = fmt.FILE_HEADER_SIZE
-        damage = None
-        for e in fmt.scan(view, fmt.FILE_HEADER_SIZE, size):
-            tid = fl = sq = 0
-            plen = e.length
-            if e.kind == fmt.Kind.HELLO:
-                try:  # the first one parsed when the file was opened: a later one is damage
-                    schema = parse_hello(bytes(view[e.offset:e.offset + e.length]))
-                except ProtocolError as err:
-                    damage = f"a damaged HELLO at byte {e.offset}: {err}"
-                    break
-                if not schemas or schema.raw != schemas[-1].raw:
-                    schemas.append(schema)
-            elif e.kind in (fmt.Kind.RECEIVED, fmt.Kind.SENT, fmt.Kind.SENT_HEADER):
-                if e.length < HEADER_SIZE:
-                    damage = f"a frame entry of {e.length} bytes at byte {e.offset}"
-                    break
-                magic, version, fl, tid, sq, plen = HEADER.unpack_from(view, e.offset)
-                whole = HEADER_SIZE + plen == e.length or e.kind == fmt.Kind.SENT_HEADER
-                if magic != MAGIC or version != WIRE_VERSION or not whole:
-                    damage = f"a damaged frame at byte {e.offset} (its header says {plen} " \
-                             f"bytes, the entry holds {e.length - HEADER_SIZE})"
-                    break
-            offsets.append(e.offset)
-            kinds.append(e.kind)
-            times.append(e.time)
-            epochs.append(max(len(schemas) - 1, 0))
-            type_ids.append(tid)
-            flags.append(fl)
-            seqs.append(sq)
-            lengths.append(plen)
-            end = e.offset + e.length + fmt.padding(e.length)
-        return {"offset": np.array(offsets, np.int64), "kind": np.array(kinds, np.uint32),
-                "time": np.array(times), "epoch": np.array(epochs, np.int32),
-                "type_id": np.array(type_ids, np.uint32), "flags": np.array(flags, np.uint32),
-                "seq": np.array(seqs, np.uint32), "length": np.array(lengths, np.int64),
-                "schemas": schemas, "end": min(end, size), "damage": damage}
+        new_schema = np.zeros(len(ix["kind"]), np.int32)
+        for i in np.flatnonzero(ix["kind"] == fmt.Kind.HELLO):
+            at, length = int(ix["offset"][i]), int(ix["length"][i])
+            try:  # the first one parsed when the file was opened: a later one is damage
+                schema = parse_hello(bytes(self._view[at:at + length]))
+            except ProtocolError as err:
+                damage = f"a damaged HELLO at byte {at}: {err}"
+                ix = {name: column[:i] for name, column in ix.items()}
+                new_schema = new_schema[:i]
+                end = at - fmt.ENTRY_SIZE
+                break
+            if not schemas or schema.raw != schemas[-1].raw:
+                schemas.append(schema)
+                new_schema[i] = 1
+        ix["epoch"] = np.maximum(np.cumsum(new_schema, dtype=np.int32) - 1, 0)
+        return {**ix, "schemas": schemas, "end": end, "damage": damage}
 
     @property
     def schemas(self) -> list[Schema]:
@@ -299,9 +277,9 @@ class Recording:
         return gaps
 
     @staticmethod
-    def block(path: str, name: str, epoch: int | None, start: int, stop: int) -> np.ndarray:
-        """Records [start, stop) of the recording at ``path``: what one Dask task reads, in this
-        process or another (each process opens a file once, until it changes)."""
+    def opened(path: str) -> "Recording":
+        """The recording at ``path``, opened once per process until the file changes: what
+        Dask tasks read through, in this process or another."""
         st = os.stat(path)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
         with _opened_lock:  # a changed file replaces its older self, closed once let go of
@@ -311,7 +289,18 @@ class Recording:
             _opened[path] = held  # the most recently used last: past 64 files, the first go
             while len(_opened) > 64:
                 del _opened[next(iter(_opened))]
-        return held[1].read(name, start, stop, epoch=epoch)
+        return held[1]
+
+    @staticmethod
+    def block(path: str, name: str, epoch: int | None, start: int, stop: int) -> np.ndarray:
+        """Records [start, stop) of the recording at ``path``: one Dask task's read."""
+        return Recording.opened(path).read(name, start, stop, epoch=epoch)
+
+    @staticmethod
+    def block_times(path: str, name: str, epoch: int | None, start: int,
+                    stop: int) -> np.ndarray:
+        """The receive times of records [start, stop) of the recording at ``path``."""
+        return Recording.opened(path).times(name, epoch, start, stop)
 
     def to_xarray(self, name: str, **options: Any) -> Any:
         """The records of ``name`` as an xarray Dataset; see recording.datasets.to_xarray."""
