@@ -21,7 +21,9 @@ $(VPY):
 BUILD_INPUTS := pyproject.toml CMakeLists.txt c_driver/CMakeLists.txt c_driver/cbridge.pc.in \
   c_driver/cbridgeConfig.cmake.in jupyter-config/cbridge_magics.json \
   $(wildcard cython_wrapper/*) $(wildcard c_driver/include/*.h c_driver/src/*.c c_driver/src/*.h) \
-  $(shell find cbridge_magics -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h')
+  $(shell find cbridge_magics -name node_modules -prune -o \( -name '*.py' -o -name '*.pyx' \
+    -o -name '*.pxd' -o -name '*.h' \) -print) \
+  $(wildcard cbridge_magics/scope/js/package*.json cbridge_magics/scope/js/src/*)
 BUILD_REQUIRES := "scikit-build-core>=0.10" "cython>=3.0" "cython-cmake>=0.2" "pycparser>=3.0"
 
 # The checkout is installed as users get it, editable: CMake builds the compiled modules,
@@ -33,6 +35,7 @@ $(STAMP): $(VPY) $(BUILD_INPUTS)
 	command -v openssl >/dev/null || { apt-get update && apt-get install -y openssl; }
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	command -v cmake >/dev/null || { apt-get update && apt-get install -y cmake; }
+	command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet $(BUILD_REQUIRES)
 	$(VPY) -m pip install --quiet --no-build-isolation -e '.[test,demo,data]'

@@ -12,6 +12,7 @@ saw last knows how many records are new without keeping a copy of its own.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class History:
         self.dtype = dtype
         self.capacity = min(capacity, max(1, max_bytes // max(1, dtype.itemsize)))
         self.total = 0  # records ever appended
+        self.last_time = 0.0  # time.time() of the last append: the scope's latency starts here
         self._buf: np.ndarray | None = None  # allocated on first use: most types never stream
         self._next = 0
         self._count = 0
@@ -36,6 +38,7 @@ class History:
         self._lock = threading.Lock()
 
     def append(self, records: np.ndarray) -> None:
+        self.last_time = time.time()
         cap = self.capacity
         if cap == 0:
             self.total += len(records)

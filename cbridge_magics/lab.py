@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", type=Path, default=SOCKET)
     parser.add_argument("--port", type=int, default=8888)
     args = parser.parse_args(argv)
-    token = secrets.token_urlsafe(24)
+    token = secrets.token_hex(24)  # hex: a pasted "--token T" never reads as an option
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

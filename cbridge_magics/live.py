@@ -42,7 +42,7 @@ _live: "weakref.WeakSet[LivePlot]" = weakref.WeakSet()
 _render_lock = threading.Lock()  # one Agg draw at a time in this process (shared font cache)
 
 
-class _Series:
+class Series:
     """One TYPE.FIELD: where its values are in the Bridge's history, its x axis, and what the
     plot last drew."""
 
@@ -59,21 +59,32 @@ class _Series:
     def snapshot(self, bridge: Any) -> tuple[np.ndarray, np.ndarray, int]:
         """The x and y of the latest ``window`` values, and the history's total."""
         records, total = bridge.history_of(self.type_name).snapshot(self.records)
-        # An array field is flattened in time order: record by record, element by element.
+        x, y = self.xy(records, total)
+        return x[-self.window:], y[-self.window:], total
+
+    def y_of(self, records: np.ndarray) -> np.ndarray:
+        """The values of ``records`` as float64, an array field flattened in time order: record
+        by record, element by element; shape (records, per_record)."""
         column = records[self.field]
         if self.bits is not None:
             column = bitfields.extract(column, self.bits)
-        y = np.asarray(column, dtype=np.float64).reshape(-1)[-self.window:]
+        return np.asarray(column, dtype=np.float64).reshape(len(records), self.per_record)
+
+    def x_of(self, records: np.ndarray, total: int) -> np.ndarray:
+        """The x of each value of ``records`` (shaped as ``y_of``'s), the last of them being
+        record number ``total - 1`` of the stream."""
         if self.time is not None:
             t0, dt = (np.asarray(records[f], dtype=np.float64) for f in self.time)
-            steps = np.arange(self.per_record, dtype=np.float64)
-            x = (t0[:, None] + dt[:, None] * steps).reshape(-1)[-self.window:]
-        elif self.x is not None:
-            x = np.asarray(records[self.x], dtype=np.float64)[-self.window:]
-        else:
-            count = total * self.per_record  # values ever received: the newest's x is count - 1
-            x = np.arange(count - len(y), count)
-        return x, y, total
+            return t0[:, None] + dt[:, None] * np.arange(self.per_record, dtype=np.float64)
+        if self.x is not None:
+            return np.asarray(records[self.x], dtype=np.float64)[:, None]
+        first = (total - len(records)) * self.per_record  # values ever received before these
+        return np.arange(first, first + len(records) * self.per_record,
+                         dtype=np.float64).reshape(len(records), self.per_record)
+
+    def xy(self, records: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every value of ``records`` and its x, flat and in time order."""
+        return self.x_of(records, total).reshape(-1), self.y_of(records).reshape(-1)
 
 
 def _bit_field(bridge: Any, type_name: str, field: str) -> tuple[bitfields.Bits | None, str]:
@@ -115,6 +126,64 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return type_name, field
 
 
+def parse_time(time: str | tuple[str, str] | None) -> tuple[str, str] | None:
+    """``"t0:dt"`` -> ``("t0", "dt")``; ValueError when it is not two field names."""
+    if not isinstance(time, str):
+        return time
+    t0, sep, dt = time.partition(":")
+    if not sep or not t0 or not dt:
+        raise ValueError(f"time {time!r} is not T0:DT, two field names (for example t0:dt)")
+    return t0, dt
+
+
+def axis_label(time: Any, x: str | None) -> str:
+    return "time (s)" if time is not None else x if x is not None else "value index"
+
+
+def make_series(source: Any, specs: Sequence[str], window: int,
+                time: str | tuple[str, str] | None = None, x: str | None = None) -> list[Series]:
+    """The series of TYPE.FIELD ``specs`` of ``source`` (anything with ``history_of``), checked:
+    ValueError, naming what to change, for a field that is not there or cannot be drawn."""
+    if time is not None and x is not None:
+        raise ValueError("plot against time or against a field, not both")
+    time = parse_time(time)
+    out = []
+    for spec in specs:
+        type_name, field = parse_spec(spec)
+        try:
+            history = source.history_of(type_name)
+        except KeyError as e:
+            raise ValueError(str(e).strip("'\"")) from None
+        dtype = history.dtype
+        bits, unit = _bit_field(source, type_name, field)
+        if field not in (dtype.names or ()) and bits is None:
+            raise ValueError(f"{type_name} has no field {field!r} (it has {', '.join(dtype.names)})")
+        ftype = dtype.fields[unit][0]
+        if not np.issubdtype(ftype.base, np.number):
+            raise ValueError(f"{spec} is not numeric, so it cannot be plotted")
+        per_record = max(1, int(np.prod(ftype.shape)))
+        for axis in (time or ()) + ((x,) if x else ()):
+            afield = dtype.fields.get(axis) if dtype.names else None
+            if afield is None:
+                raise ValueError(f"{type_name} has no field {axis!r} for the x axis (it has "
+                                 f"{', '.join(dtype.names)})")
+            if afield[0].shape or not np.issubdtype(afield[0].base, np.number):
+                raise ValueError(f"{type_name}.{axis} is not a numeric scalar, so it cannot "
+                                 "be an x axis")
+        if x is not None and per_record != 1:
+            raise ValueError(f"{spec} holds {per_record} values a record: against a field, "
+                             "plot a scalar (or use --time T0:DT for an array)")
+        series = Series(spec, type_name, unit, per_record, window, time, x)
+        series.bits = bits
+        kept = history.capacity
+        if kept < series.records:
+            raise ValueError(f"a window of {window} values of {spec} needs {series.records} "
+                             f"records, and the bridge keeps {kept} of {type_name} (connect "
+                             "with a larger history, or plot a shorter window)")
+        out.append(series)
+    return out
+
+
 class LivePlot:
     """A live line plot of one or more TYPE.FIELD series of a Bridge's stream (or of anything
     with ``history_of(type_name)``: a recording, say)."""
@@ -140,57 +209,16 @@ class LivePlot:
             raise ValueError("fps must be in (0, 60]")
         if not specs:
             raise ValueError("name at least one TYPE.FIELD to plot")
-        if time is not None and x is not None:
-            raise ValueError("plot against time or against a field, not both")
-        if isinstance(time, str):
-            t0, sep, dt = time.partition(":")
-            if not sep or not t0 or not dt:
-                raise ValueError(f"time {time!r} is not T0:DT, two field names (for example t0:dt)")
-            time = (t0, dt)
         self.id = f"p{next(_ids)}"
         self.bridge = bridge
         self.window, self.fps = window, fps
         self.title = title or ", ".join(specs)
-        self.series: list[_Series] = []
-        for spec in specs:
-            type_name, field = parse_spec(spec)
-            try:
-                history = bridge.history_of(type_name)
-            except KeyError as e:
-                raise ValueError(str(e).strip("'\"")) from None
-            dtype = history.dtype
-            bits, unit = _bit_field(bridge, type_name, field)
-            if field not in (dtype.names or ()) and bits is None:
-                raise ValueError(f"{type_name} has no field {field!r} (it has {', '.join(dtype.names)})")
-            ftype = dtype.fields[unit][0]
-            if not np.issubdtype(ftype.base, np.number):
-                raise ValueError(f"{spec} is not numeric, so it cannot be plotted")
-            per_record = max(1, int(np.prod(ftype.shape)))
-            for axis in (time or ()) + ((x,) if x else ()):
-                afield = dtype.fields.get(axis) if dtype.names else None
-                if afield is None:
-                    raise ValueError(f"{type_name} has no field {axis!r} for the x axis (it has "
-                                     f"{', '.join(dtype.names)})")
-                if afield[0].shape or not np.issubdtype(afield[0].base, np.number):
-                    raise ValueError(f"{type_name}.{axis} is not a numeric scalar, so it cannot "
-                                     "be an x axis")
-            if x is not None and per_record != 1:
-                raise ValueError(f"{spec} holds {per_record} values a record: against a field, "
-                                 "plot a scalar (or use --time T0:DT for an array)")
-            series = _Series(spec, type_name, unit, per_record, window, time, x)
-            series.bits = bits
-            kept = history.capacity
-            if kept < series.records:
-                raise ValueError(f"a window of {window} values of {spec} needs {series.records} "
-                                 f"records, and the bridge keeps {kept} of {type_name} (connect "
-                                 "with a larger history, or plot a shorter window)")
-            self.series.append(series)
+        self.series = make_series(bridge, specs, window, time, x)
         self.frames = 0  # images pushed to the display
         self.errors = 0
         self._size, self._dpi = size, dpi
         self._display = display
-        self.xlabel = ("time (s)" if time is not None else x if x is not None
-                       else "value index")
+        self.xlabel = axis_label(time, x)
         self.widget: Any = None  # the ipywidgets Image, with widget=True
         if widget:
             import ipywidgets

@@ -242,6 +242,21 @@ class CBridgeMagics(Magics):
             self.shell.push({f"plot_{plot.id}": plot})
         return None
 
+    def _scope(self, args: argparse.Namespace) -> None:
+        if args.time is not None and args.x is not None:
+            raise UsageError("--time and --x both set the x axis: give one")
+        source = self._need_bridge() if args.source is None else self._history_source(args.source)
+        from ..scope import Scope
+
+        try:
+            scope = Scope(source, args.specs, window=args.window, fps=args.fps, time=args.time,
+                          x=args.x, title=args.title, height=args.height)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        self.plots[scope.id] = scope
+        self.shell.push({args.name or f"scope_{scope.id}": scope})
+        scope.show()
+
     def _panel(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 

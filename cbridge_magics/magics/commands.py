@@ -76,6 +76,22 @@ def _plot(p: argparse.ArgumentParser) -> None:
                    "layouts), bound to the variable plot_ID")
 
 
+def _scope(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="TYPE.FIELD", help="what to draw; an array field "
+                                                                   "is flattened in time order")
+    p.add_argument("--window", type=int, default=2000, help="values shown per series while "
+                   "following the stream (default: 2000)")
+    p.add_argument("--fps", type=float, default=60.0, help="most frames a second (default: 60)")
+    p.add_argument("--time", metavar="T0:DT", help="x axis in seconds: each record's T0 field "
+                   "plus DT per value (for example t0:dt)")
+    p.add_argument("--x", metavar="FIELD", help="x axis: this scalar field of the same type")
+    p.add_argument("--title", help="the scope's title")
+    p.add_argument("--height", type=int, default=320, help="the plot's height in pixels")
+    p.add_argument("--from", dest="source", metavar="VAR", help="draw from this notebook "
+                   "variable instead: another Bridge, or a recording (recording.open(FILE))")
+    p.add_argument("--name", help="the variable it is bound to (default: scope_ID)")
+
+
 def _panel(p: argparse.ArgumentParser) -> None:
     p.add_argument("cls", metavar="STRUCT", help="the struct class the form is for")
     p.add_argument("--name", default="panel", help="the variable it is bound to (default: panel)")
@@ -146,6 +162,11 @@ COMMANDS = (
              "%cbridge plot Telemetry.seq --x t0 --widget   # one field against another",
              "%cbridge plot Telemetry.samples --from r   # r = recording.open('run.cbrec')",
              "%cbridge plot --stop"), _plot),
+    Command("scope", "a live scope drawn in the browser from numbers: zoom, pan, pause, PNG",
+            ("%cbridge scope Telemetry.samples --window 100000 --time t0:dt",
+             "%cbridge scope Status.level_db Status.frequency_hz --name s",
+             "%cbridge scope Telemetry.samples --from r   # r = recording.open('run.cbrec')",
+             "%cbridge plot --stop ID   # scopes stop like plots (or scope.close())"), _scope),
     Command("panel", "a form for a struct class: Request and Send buttons, the reply, errors",
             ("%cbridge panel Command --choices op=DEMO_OP_ waveform=DEMO_WAVE_",), _panel),
     Command("console", "the link's state, rates, drops, errors and relay clients, live",

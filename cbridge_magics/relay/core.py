@@ -222,7 +222,7 @@ class RelayCore:
         self.hello = hello
         self.max_payload = parse_hello(hello).max_payload
         self.type_ids = {t.id for t in parse_hello(hello).types}  # what SUBSCRIBE may name
-        self.token = token or secrets.token_urlsafe(24)
+        self.token = token or secrets.token_hex(24)  # hex: never starts with "-" (an option)
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self.queue_bytes = queue_bytes
         self.max_message = max_message

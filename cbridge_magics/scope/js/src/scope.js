@@ -1,0 +1,261 @@
+// cbridge's scope: an anywidget module that draws the kernel's frames with uPlot.
+//
+// The kernel sends frames as binary buffers (per series, float64 x and float32 y, at most a
+// min and a max per pixel column); this module draws the newest one at the next animation
+// frame and acknowledges it, so the kernel keeps only a few frames in flight: a hidden tab
+// draws nothing, acknowledges nothing, and the kernel stops sending.
+//
+// Interaction: drag to zoom (the kernel sends the detail), wheel to pan, ctrl+wheel to zoom
+// around the cursor, double-click to follow the stream again; pause, y auto/fixed, PNG.
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import "./scope.css";
+
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
+
+function button(label, title, onclick) {
+  const b = document.createElement("button");
+  b.className = "cbridge-scope-button";
+  b.textContent = label;
+  b.title = title;
+  b.addEventListener("click", onclick);
+  return b;
+}
+
+// One series' frame as uPlot data: [x, y]; several series joined on the union of their x.
+function toData(series) {
+  if (series.length === 1) return [series[0].x, series[0].y];
+  return uPlot.join(series.map((s) => [s.x, s.y]));
+}
+
+function yExtent(data, lo, hi) {
+  let min = Infinity, max = -Infinity;
+  const x = data[0];
+  for (let k = 1; k < data.length; k++) {
+    const y = data[k];
+    for (let i = 0; i < y.length; i++) {
+      const v = y[i];
+      if (v == null || Number.isNaN(v) || x[i] < lo || x[i] > hi) continue;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+  }
+  if (!(min <= max)) return [-1, 1];
+  if (min === max) return [min - 1, max + 1];
+  const pad = (max - min) * 0.05;
+  return [min - pad, max + pad];
+}
+
+function render({ model, el }) {
+  const root = document.createElement("div");
+  root.className = "cbridge-scope";
+  const bar = document.createElement("div");
+  bar.className = "cbridge-scope-bar";
+  const title = document.createElement("span");
+  title.className = "cbridge-scope-title";
+  const status = document.createElement("span");
+  status.className = "cbridge-scope-status";
+  const plotEl = document.createElement("div");
+  root.append(bar, plotEl);
+  el.appendChild(root);
+
+  // What the page knows, exposed for tests and for people debugging in the console.
+  const state = {
+    u: null, frame: -1, drawn: -1, draws: 0, received: 0, stale: 0, pending: null,
+    viewSeq: model.get("view_seq"), programmatic: false, lastData: null, range: null,
+  };
+  el.cbridgeScope = state;
+
+  const pause = button("pause", "stop the kernel sending; zoom still reads the detail", () => {
+    model.set("paused", !model.get("paused"));
+    model.save_changes();
+  });
+  const yMode = button("y: auto", "fix the y range where it is, or autoscale again", () => {
+    if (model.get("yrange").length) {
+      model.set("yrange", []);
+    } else {
+      const y = state.u.scales.y;
+      model.set("yrange", [y.min, y.max]);
+    }
+    model.save_changes();
+    redraw();
+  });
+  const followB = button("follow", "back to the newest data (or double-click the plot)", () => follow());
+  const png = button("PNG", "save the current view as a PNG file", () => {
+    const a = document.createElement("a");
+    a.href = state.u.ctx.canvas.toDataURL("image/png");
+    a.download = `${model.get("title") || "scope"}.png`.replace(/[^\w.\- ]+/g, "_");
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  });
+  const close = button("\u2715", "close the scope: its thread in the kernel stops", () => {
+    model.send({ type: "close" });
+  });
+  bar.append(title, pause, yMode, followB, png, close, status);
+
+  function showState() {
+    title.textContent = model.get("title");
+    pause.textContent = model.get("paused") ? "resume" : "pause";
+    yMode.textContent = model.get("yrange").length ? "y: fixed" : "y: auto";
+    const where = model.get("follow") ? "following" : "zoomed: double-click to follow";
+    const paused = model.get("paused") ? "paused, " : "";
+    const note = model.get("status");
+    status.textContent = `${paused}${where} (${model.get("path")})${note ? ": " + note : ""}`;
+  }
+
+  function setView(lo, hi) {
+    model.set("follow", false);
+    model.set("view", [lo, hi]);
+    model.set("view_seq", ++state.viewSeq);
+    model.save_changes();
+    showState();
+  }
+
+  function follow() {
+    model.set("follow", true);
+    model.set("view", []);
+    model.set("view_seq", ++state.viewSeq);
+    model.save_changes();
+    showState();
+  }
+
+  const labels = model.get("labels");
+  const opts = {
+    width: Math.max(200, el.clientWidth || 800),
+    height: model.get("height"),
+    legend: { live: true },
+    cursor: {
+      drag: { x: true, y: false, setScale: true },
+      bind: { dblclick: () => null },  // ours below: follow the stream, not uPlot's reset
+    },
+    scales: { x: { time: false, auto: false }, y: { auto: false } },
+    axes: [{ label: model.get("xlabel"), size: 40 }, { size: 60 }],
+    series: [
+      { label: model.get("xlabel") },
+      ...labels.map((label, i) => ({
+        label, stroke: COLORS[i % COLORS.length], width: 1, spanGaps: false, points: { show: false },
+      })),
+    ],
+    hooks: {
+      setScale: [(u, key) => {
+        if (key === "x" && !state.programmatic && u.scales.x.min < u.scales.x.max) {
+          setView(u.scales.x.min, u.scales.x.max);  // a drag-zoom: ask for the detail
+        }
+      }],
+      draw: [() => { state.draws++; }],
+      setSize: [() => reportColumns()],
+    },
+  };
+  const empty = [new Float64Array(0), ...labels.map(() => new Float32Array(0))];
+  state.u = new uPlot(opts, empty, plotEl);
+  const u = state.u;
+
+  u.over.addEventListener("dblclick", () => follow());
+  u.over.addEventListener("wheel", (e) => {
+    const x = u.scales.x;
+    if (!(x.min < x.max)) return;
+    e.preventDefault();
+    const span = x.max - x.min;
+    if (e.ctrlKey) {  // zoom around the cursor
+      const at = u.posToVal(e.offsetX, "x");
+      const f = e.deltaY > 0 ? 1.25 : 0.8;
+      setView(at - (at - x.min) * f, at + (x.max - at) * f);
+    } else {  // pan
+      const d = (e.deltaY || e.deltaX) > 0 ? span * 0.1 : -span * 0.1;
+      setView(x.min + d, x.max + d);
+    }
+    redraw();
+  }, { passive: false });
+
+  function columns() {
+    return Math.max(16, Math.round(state.u.bbox.width / (window.devicePixelRatio || 1)));
+  }
+
+  // The kernel folds each pixel column's points into a min and a max: it needs the width.
+  function reportColumns() {
+    if (!state.u || columns() === model.get("columns")) return;
+    model.set("columns", columns());
+    model.save_changes();
+  }
+
+  const resize = new ResizeObserver(() => {
+    const w = Math.max(200, el.clientWidth);
+    if (Math.abs(w - u.width) > 2) u.setSize({ width: w, height: model.get("height") });
+  });
+  resize.observe(el);
+
+  // Draw what is pending (the newest frame), at most once per animation frame.
+  let scheduled = false;
+  function redraw() {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      const p = state.pending;
+      state.pending = null;
+      if (p) {
+        state.lastData = toData(p.series);
+        state.range = p.range;
+      }
+      if (!state.lastData) return;
+      const [lo, hi] = model.get("follow") || !state.range ? (state.range || [0, 1])
+        : model.get("view");
+      const fixed = model.get("yrange");
+      const [ylo, yhi] = fixed.length ? fixed : yExtent(state.lastData, lo, hi);
+      state.programmatic = true;
+      try {
+        u.batch(() => {
+          u.setData(state.lastData, false);
+          if (lo < hi) u.setScale("x", { min: lo, max: hi });
+          u.setScale("y", { min: ylo, max: yhi });
+        });
+      } finally {
+        state.programmatic = false;
+      }
+      if (p) {
+        state.drawn = p.frame;
+        // Acknowledged once drawn: the kernel's credit for its next frame.
+        model.send({ type: "ack", frame: p.frame, drawn_at: Date.now() / 1000, draws: state.draws });
+      }
+    });
+  }
+
+  function onMessage(msg, buffers) {
+    if (msg.type !== "data") return;
+    state.received++;
+    state.frame = msg.frame;
+    if (msg.view_seq !== state.viewSeq && !msg.reply) {
+      state.stale++;  // made for a view the user has left: acknowledged, not drawn
+      model.send({ type: "ack", frame: msg.frame, drawn_at: Date.now() / 1000, draws: state.draws });
+      return;
+    }
+    const series = msg.series.map((s) => ({
+      x: new Float64Array(buffers[s.x].buffer, buffers[s.x].byteOffset, s.n),
+      y: Array.from(new Float32Array(buffers[s.y].buffer, buffers[s.y].byteOffset, s.n),
+        (v) => (Number.isNaN(v) ? null : v)),
+    }));
+    state.pending = { frame: msg.frame, series, range: msg.range };
+    redraw();
+  }
+
+  model.on("msg:custom", onMessage);
+  const onChange = () => showState();
+  const onYRange = () => { showState(); redraw(); };
+  const watched = ["paused", "follow", "status", "path", "title"];
+  for (const name of watched) model.on(`change:${name}`, onChange);
+  model.on("change:yrange", onYRange);
+  showState();
+  reportColumns();
+  model.send({ type: "ready", columns: columns() });  // a new view: the kernel sends its last frame
+
+  return () => {
+    resize.disconnect();
+    model.off("msg:custom", onMessage);
+    for (const name of watched) model.off(`change:${name}`, onChange);
+    model.off("change:yrange", onYRange);
+    u.destroy();
+  };
+}
+
+export default { render };

@@ -1,0 +1,259 @@
+"""The scope in JupyterLab in Debian's chromium (Playwright), as ``make lab`` serves it.
+
+A notebook connects to the demo driver through the extension, starts a sine and opens two
+scopes: ``Telemetry.samples`` against time (an array field) and ``Telemetry.seq`` (a scalar).
+The test reads the plotted data back from the page (the uPlot instance the module exposes as
+``el.cbridgeScope``) and compares each point with the records a Bridge of its own received from
+the same driver; counts the frames drawn per second with requestAnimationFrame; pauses (the
+kernel stops sending), freezes the page (the kernel stops at its in-flight bound), zooms (the
+detail arrives), saves a PNG, and closes the scope (its thread is gone). Screenshots: out/scope-*.png.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from cbridge_magics.testing import LabProcess
+from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, OUT, describe, open_and_run, \
+    wait_for_cells
+
+SCOPE = ".cbridge-scope"
+
+
+def notebook(ws_url: str, token: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
+        f"%cbridge connect {ws_url} --token {token}",
+        "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
+        "amplitude=1.0, rate_hz=400, batch=8)\n"
+        "%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name scope",
+        "%cbridge scope Telemetry.seq --window 400 --height 200 --name seqs",
+    )]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+@pytest.fixture
+def scope_lab(tmp_path, sock_path):
+    lab = LabProcess(sock_path, notebooks=tmp_path)
+    nbformat.write(notebook(lab.ws_url, lab.token), tmp_path / "scope.ipynb")
+    yield lab
+    lab.stop()
+
+
+def state(page, i: int, expr: str):
+    """``expr`` evaluated on scope ``i``'s page state ``s`` (uPlot instance: ``s.u``)."""
+    return page.evaluate(f"(i) => {{ const s = document.querySelectorAll('{SCOPE}')[i]"
+                         f".parentElement.cbridgeScope; return {expr}; }}", i)
+
+
+def plotted(page, i: int) -> tuple[np.ndarray, np.ndarray]:
+    x, y = state(page, i, "[Array.from(s.u.data[0]), Array.from(s.u.data[1])]")
+    return np.array(x, np.float64), np.array([np.nan if v is None else v for v in y])
+
+
+def wait_page(page, i: int, condition: str, timeout: float = 30) -> None:
+    page.wait_for_function(
+        f"() => {{ const e = document.querySelectorAll('{SCOPE}')[{i}]; if (!e) return false;"
+        f" const s = e.parentElement.cbridgeScope; return !!s && ({condition}); }}",
+        timeout=timeout * 1000)
+
+
+COUNT_FRAMES = """(i) => new Promise(done => {
+  const s = document.querySelectorAll('.cbridge-scope')[i].parentElement.cbridgeScope;
+  let shown = 0, last = s.drawn;
+  const t0 = performance.now();
+  function tick() {
+    if (s.drawn !== last) { shown++; last = s.drawn; }
+    if (performance.now() - t0 < 3000) requestAnimationFrame(tick);
+    else done(shown / ((performance.now() - t0) / 1000));
+  }
+  requestAnimationFrame(tick);
+})"""
+
+
+class SecondClient:
+    """A second client of the notebook's own kernel (its connection file, found through
+    JupyterLab's sessions): asks the kernel what it sends while the page cannot answer. It
+    runs in a thread of its own: jupyter_client's blocking calls cannot share the thread of
+    Playwright's event loop."""
+
+    def __init__(self, lab: LabProcess) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(1)
+        self.client = self.pool.submit(self._connect, lab).result(60)
+
+    @staticmethod
+    def _connect(lab: LabProcess):
+        import json
+
+        from jupyter_client import BlockingKernelClient
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        kernel_id = json.loads(lab.get("api/sessions"))[0]["kernel"]["id"]
+        client = BlockingKernelClient(
+            connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{kernel_id}.json"))
+        client.load_connection_file()
+        client.start_channels()  # no wait_for_ready: it waits for IOPub to fall quiet
+        return client
+
+    def _eval(self, expr: str):
+        """``expr``'s value, from the execute reply's user_expressions (no IOPub involved:
+        the scope keeps it busy)."""
+        import ast
+
+        msg_id = self.client.execute("", silent=True, store_history=False,
+                                     user_expressions={"v": expr})
+        while True:
+            reply = self.client.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        value = reply["content"]["user_expressions"]["v"]
+        assert value["status"] == "ok", value
+        return ast.literal_eval(value["data"]["text/plain"])
+
+    def eval(self, expr: str):
+        return self.pool.submit(self._eval, expr).result(60)
+
+    def close(self) -> None:
+        self.pool.submit(self.client.stop_channels).result(30)
+        self.pool.shutdown()
+
+
+@pytest.mark.timeout(420)
+def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
+    from playwright.sync_api import sync_playwright
+
+    from cbridge_magics import connect
+
+    lab = scope_lab
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
+    OUT.mkdir(exist_ok=True)
+    mine = connect(f"unix://{sock_path}", history=20_000)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = open_and_run(browser, f"{lab.http}lab/tree/scope.ipynb?token={lab.token}",
+                                1400)
+            try:
+                wait_for_cells(page, f"{SCOPE} >> nth=1", 120)
+                wait_page(page, 0, "s.drawn > 3 && s.u.data[0].length > 100", 60)
+                wait_page(page, 1, "s.drawn > 3 && s.u.data[0].length > 10", 60)
+            except Exception as e:
+                raise AssertionError(f"no scope drew: {describe(page)}") from e
+            page.screenshot(path=str(OUT / "scope-0.png"))
+            kernel = SecondClient(lab)
+
+            # -- what is drawn is what the driver sent: every point a sample, at its time
+            fps = page.evaluate(COUNT_FRAMES, 0)
+            page.evaluate("() => document.querySelectorAll('.cbridge-scope')"
+                          ".forEach(e => { e.parentElement.cbridgeScope.paused_probe = 1; })")
+            pause_button = page.locator(f"{SCOPE} >> nth=0").locator("button:text-is('pause')")
+            pause_button.click()
+            wait_page(page, 0, "s.lastData !== null && s.pending === null")
+            time.sleep(0.5)  # the frames already on their way arrive; the pause is then held
+            x, y = plotted(page, 0)
+            sx, sy = plotted(page, 1)
+            received = state(page, 0, "s.received")
+            records = mine.history_of("Telemetry").latest()
+            t = (records["t0"][:, None] + records["dt"][:, None] * np.arange(64)).reshape(-1)
+            v = records["samples"].reshape(-1).astype(np.float32)
+            at = np.searchsorted(t, x)
+            inside = (at < len(t))
+            assert inside.sum() > 0.9 * len(x), "the page shows times the driver never sent"
+            matched = inside & (t[np.minimum(at, len(t) - 1)] == x)
+            assert matched.sum() > 0.9 * len(x), (matched.sum(), len(x))
+            assert np.array_equal(v[at[matched]], y[matched].astype(np.float32)), \
+                "a plotted value differs from the sample the driver sent at that time"
+            assert len(x) <= 2 * state(page, 0, "s.u.bbox.width") + 2  # at most min+max a column
+            assert x.max() - x.min() == pytest.approx(6399 * records["dt"][-1], rel=0.01)
+            seqs = mine.history_of("Telemetry").latest()["seq"]
+            sat = np.searchsorted(seqs, sy)
+            ok = sat < len(seqs)
+            assert ok.sum() > 0.9 * len(sy) and np.array_equal(seqs[sat[ok]], sy[ok])
+            assert np.all(np.diff(sx) == 1)  # the scalar's x: the value index, one per record
+
+            # -- paused: the kernel sends nothing more
+            time.sleep(2)
+            assert state(page, 0, "s.received") == received, "frames came while paused"
+            page.locator(f"{SCOPE} >> nth=0").locator("button:text-is('resume')").click()
+            wait_page(page, 0, f"s.received > {received + 2}")
+
+            # -- a page that does not run (a busy or hidden tab) acknowledges nothing: the
+            # kernel stops at its in-flight bound (3) and waits; nothing piles up
+            sent = kernel.eval("scope.frames_sent")
+            page.evaluate("() => { setTimeout(() => { const t = performance.now(); "
+                          "while (performance.now() - t < 4000) {} }, 0); }")
+            time.sleep(3)  # the page is busy for 4 s: ask the kernel while it still is
+            during = kernel.eval("(scope.frames_sent, scope.acked, scope.held)")
+            wait_page(page, 0, f"s.drawn > {during[0]}")  # and then it goes on
+
+            # -- zoom: drag over a tenth of the plot; the detail arrives
+            over = page.locator(f"{SCOPE} >> nth=0").locator(".u-over")
+            box = over.bounding_box()
+            x0, x1 = box["x"] + box["width"] * 0.45, box["x"] + box["width"] * 0.55
+            ymid = box["y"] + box["height"] / 2
+            lo_hi_before = plotted(page, 0)[0]
+            span = state(page, 0, "s.range[1] - s.range[0]")
+            page.mouse.move(x0, ymid)
+            page.mouse.down()
+            page.mouse.move(x1, ymid, steps=5)
+            page.mouse.up()
+            wait_page(page, 0, f"s.range[1] - s.range[0] < {0.2 * span} && s.pending === null")
+            view = state(page, 0, "s.range")
+            zx, zy = plotted(page, 0)
+            in_view = (zx >= view[0]) & (zx <= view[1])
+            was = ((lo_hi_before >= view[0]) & (lo_hi_before <= view[1])).sum()
+            assert in_view.sum() > was, f"no detail after zooming: {in_view.sum()} <= {was}"
+            records = mine.history_of("Telemetry").latest()
+            t = (records["t0"][:, None] + records["dt"][:, None] * np.arange(64)).reshape(-1)
+            zt = np.searchsorted(t, zx[in_view])
+            assert np.all(t[np.minimum(zt, len(t) - 1)] == zx[in_view])  # raw samples now
+            page.screenshot(path=str(OUT / "scope-1.png"))
+            over.dblclick()  # back to following
+            wait_page(page, 0, "s.u.data[0].length > 100 && "
+                               f"s.range[1] - s.range[0] > {0.5 * (x.max() - x.min())}")
+
+            # -- the PNG button saves the view
+            with page.expect_download() as download:
+                page.locator(f"{SCOPE} >> nth=0").locator("button:text-is('PNG')").click()
+            png = Path(download.value.path()).read_bytes()
+            assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000
+
+            # -- pause, seen from the kernel: no frames sent
+            pause_button.click()
+            wait_page(page, 0, "s.pending === null")
+            paused_at = kernel.eval("scope.frames_sent")
+            time.sleep(1)
+            paused_after = kernel.eval("scope.frames_sent")
+
+            # -- closing the scope stops its thread in the kernel
+            page.locator(f"{SCOPE} >> nth=1").locator("button:has-text('\u2715')").click()
+            deadline = time.monotonic() + 20
+            while kernel.eval("seqs.running") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            threads = kernel.eval("sorted(t.name for t in __import__('threading').enumerate() "
+                                  "if t.name.startswith('cbridge-scope'))")
+            stats = kernel.eval("scope.stats()")
+            kernel.close()
+            page.screenshot(path=str(OUT / "scope-2.png"))
+        finally:
+            browser.close()
+            mine.close()
+    assert fps > 5, f"{fps:.1f} frames drawn a second"
+    # sent in 3 s of a page that runs no code: at most the frames it had not acknowledged
+    # yet (3), and as many whose acknowledgements were on their way (3); 60 fps would be 180
+    assert during[0] - sent <= 6 and during[0] - during[1] <= 3, (sent, during)
+    assert paused_after == paused_at, "the kernel sent frames to a paused scope"
+    assert threads == ["cbridge-scope s1"], threads
+    assert stats["errors"] == 0 and stats["latency_ms_p50"] is not None, stats
+    print("scope stats:", stats, f"fps {fps:.1f}")
