@@ -12,7 +12,9 @@ a hidden tab, a paused scope or a slow browser costs the kernel nothing and neve
     scope.close()                 # stops its thread (so do %cbridge disconnect and exit)
 
 A saved notebook, or one rendered to HTML without a kernel, shows the scope's last view as a
-PNG beside the widget: drawn in the kernel when the scope is shown and again when it stops.
+PNG drawn in the kernel: beside the widget while it runs (what a notebook saved without widget
+state shows), and in place of it once the scope stops (``stop()``, ``close()``, ``%cbridge
+disconnect``): a stopped scope is a picture of its last view, in every renderer.
 """
 
 from __future__ import annotations
@@ -247,11 +249,13 @@ class Scope(anywidget.AnyWidget):
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         _running.discard(self)
-        if thread is not None and self._handle is not None and self.comm is not None:
-            try:
-                self._handle.update(self)
-            except Exception:  # the kernel is shutting down: no picture to update
-                log.debug("scope %s: the picture was not updated", self.id, exc_info=True)
+        if thread is None or self._handle is None:
+            return
+        try:  # the output becomes the picture: what a saved notebook shows, in any renderer
+            png = base64.b64encode(self.picture()).decode("ascii")
+            self._handle.update({"image/png": png, "text/plain": repr(self)}, raw=True)
+        except Exception:  # the kernel is shutting down: no picture to update
+            log.debug("scope %s: the picture was not updated", self.id, exc_info=True)
 
     def close(self) -> None:
         self.stop()
