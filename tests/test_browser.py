@@ -121,10 +121,13 @@ def wait_for_plot(page) -> None:
                              f"then {describe(page)}") from e
 
 
-def open_and_run(browser, url: str, height: int):
+def open_and_run(browser, url: str, height: int, on_page=None):
     """A page on the notebook at ``url``: wait for its cells and for the kernel to say idle,
-    then Run > Run All Cells. Returns the page."""
+    then Run > Run All Cells. Returns the page. ``on_page(page)`` runs before it loads (to
+    listen to its WebSockets, say)."""
     page = browser.new_page(viewport={"width": 1400, "height": height})
+    if on_page is not None:
+        on_page(page)
     page.goto(url, timeout=60_000)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)

@@ -18,7 +18,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from cbridge_magics.testing import LabProcess
+from cbridge_magics.testing import LabKernel, LabProcess
 from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, OUT, describe, open_and_run, \
     wait_for_cells
 
@@ -79,55 +79,6 @@ COUNT_FRAMES = """(i) => new Promise(done => {
 })"""
 
 
-class SecondClient:
-    """A second client of the notebook's own kernel (its connection file, found through
-    JupyterLab's sessions): asks the kernel what it sends while the page cannot answer. It
-    runs in a thread of its own: jupyter_client's blocking calls cannot share the thread of
-    Playwright's event loop."""
-
-    def __init__(self, lab: LabProcess) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.pool = ThreadPoolExecutor(1)
-        self.client = self.pool.submit(self._connect, lab).result(60)
-
-    @staticmethod
-    def _connect(lab: LabProcess):
-        import json
-
-        from jupyter_client import BlockingKernelClient
-        from jupyter_core.paths import jupyter_runtime_dir
-
-        kernel_id = json.loads(lab.get("api/sessions"))[0]["kernel"]["id"]
-        client = BlockingKernelClient(
-            connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{kernel_id}.json"))
-        client.load_connection_file()
-        client.start_channels()  # no wait_for_ready: it waits for IOPub to fall quiet
-        return client
-
-    def _eval(self, expr: str):
-        """``expr``'s value, from the execute reply's user_expressions (no IOPub involved:
-        the scope keeps it busy)."""
-        import ast
-
-        msg_id = self.client.execute("", silent=True, store_history=False,
-                                     user_expressions={"v": expr})
-        while True:
-            reply = self.client.get_shell_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        value = reply["content"]["user_expressions"]["v"]
-        assert value["status"] == "ok", value
-        return ast.literal_eval(value["data"]["text/plain"])
-
-    def eval(self, expr: str):
-        return self.pool.submit(self._eval, expr).result(60)
-
-    def close(self) -> None:
-        self.pool.submit(self.client.stop_channels).result(30)
-        self.pool.shutdown()
-
-
 @pytest.mark.timeout(420)
 def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
     from playwright.sync_api import sync_playwright
@@ -151,7 +102,7 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
             except Exception as e:
                 raise AssertionError(f"no scope drew: {describe(page)}") from e
             page.screenshot(path=str(OUT / "scope-0.png"))
-            kernel = SecondClient(lab)
+            kernel = LabKernel(lab)
 
             # -- what is drawn is what the driver sent: every point a sample, at its time
             fps = page.evaluate(COUNT_FRAMES, 0)
@@ -159,7 +110,7 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
                           ".forEach(e => { e.parentElement.cbridgeScope.paused_probe = 1; })")
             pause_button = page.locator(f"{SCOPE} >> nth=0").locator("button:text-is('pause')")
             pause_button.click()
-            wait_page(page, 0, "s.lastData !== null && s.pending === null")
+            wait_page(page, 0, "s.lastData !== null && s.queue.length === 0")
             time.sleep(0.5)  # the frames already on their way arrive; the pause is then held
             x, y = plotted(page, 0)
             sx, sy = plotted(page, 1)
@@ -208,7 +159,7 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
             page.mouse.down()
             page.mouse.move(x1, ymid, steps=5)
             page.mouse.up()
-            wait_page(page, 0, f"s.range[1] - s.range[0] < {0.2 * span} && s.pending === null")
+            wait_page(page, 0, f"s.range[1] - s.range[0] < {0.2 * span} && s.queue.length === 0")
             view = state(page, 0, "s.range")
             zx, zy = plotted(page, 0)
             in_view = (zx >= view[0]) & (zx <= view[1])
@@ -231,7 +182,7 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
 
             # -- pause, seen from the kernel: no frames sent
             pause_button.click()
-            wait_page(page, 0, "s.pending === null")
+            wait_page(page, 0, "s.queue.length === 0")
             paused_at = kernel.eval("scope.frames_sent")
             time.sleep(1)
             paused_after = kernel.eval("scope.frames_sent")

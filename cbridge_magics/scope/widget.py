@@ -81,7 +81,7 @@ class Scope(anywidget.AnyWidget):
     def __init__(self, source: Any, specs: Sequence[str] | str, *, window: int = 2000,
                  fps: float = 60.0, time: str | tuple[str, str] | None = None,
                  x: str | None = None, title: str | None = None, height: int = 320,
-                 in_flight: int = 3) -> None:
+                 in_flight: int = 6) -> None:
         specs = [specs] if isinstance(specs, str) else list(specs)
         if window < 2:
             raise ValueError("window must be at least 2 values")
@@ -104,6 +104,7 @@ class Scope(anywidget.AnyWidget):
         self.bytes_sent = 0
         self.errors = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=4096)
+        self.sent_at: collections.deque[float] = collections.deque(maxlen=256)  # monotonic
         self._arrived: dict[int, float] = {}  # frame -> when its newest record arrived
         self._served = (-1, ())  # (view_seq, totals) of the last frame sent
         self._last: tuple[dict[str, Any], list[Any]] | None = None
@@ -122,16 +123,18 @@ class Scope(anywidget.AnyWidget):
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         kind = content.get("type")
         if kind == "ack":
-            frame, drawn_at = int(content.get("frame", 0)), float(content.get("drawn_at", 0))
+            # frame: every frame up to it is settled (drawn, or passed over for a newer one);
+            # drawn: the one on screen since drawn_at (the page's clock: this machine's)
+            frame, drawn = int(content.get("frame", 0)), int(content.get("drawn", -1))
             with self._lock:
                 if frame > self.acked:
                     self.acked = frame
                 self.draws = max(self.draws, int(content.get("draws", 0)))
-                arrived = self._arrived.pop(frame, 0.0)
-                for f in [f for f in self._arrived if f < frame]:
+                arrived = self._arrived.get(drawn, 0.0)
+                for f in [f for f in self._arrived if f <= frame]:
                     del self._arrived[f]
                 if arrived:
-                    self.latencies.append(drawn_at - arrived)
+                    self.latencies.append(float(content.get("drawn_at", 0)) - arrived)
             self._wake.set()
         elif kind == "ready":  # a new view of the widget: it gets the last frame at once
             with self._lock:
@@ -180,12 +183,13 @@ class Scope(anywidget.AnyWidget):
             self.frames_sent += 1
             number = self.frames_sent
             content = {"type": "data", "frame": number, "range": list(frame.range),
-                       "view_seq": seq, "series": series}
+                       "view_seq": seq, "series": series, "sent": time.time()}
             self._last = (content, buffers)
             self._served = (seq, frame.totals)
             if frame.arrived:
                 self._arrived[number] = frame.arrived
             self.bytes_sent += sum(b.nbytes for b in buffers)
+            self.sent_at.append(time.monotonic())
         self.send(content, buffers)
 
     def _run(self) -> None:
@@ -214,7 +218,10 @@ class Scope(anywidget.AnyWidget):
             if made is None:
                 self._wake.wait(interval)
                 continue
-            next_frame = time.monotonic() + interval
+            # On a steady grid (a frame's own time does not add to the interval), never
+            # catching up on frames missed: the page gets an even cadence.
+            now = time.monotonic()
+            next_frame = next_frame + interval if now - next_frame < interval else now + interval
             self._send_frame(*made)
 
     # --- life --------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ and ``python -m cbridge_magics demo``; it is useful for testing your own driver 
                                                                  token=s.TOKEN); s.stop()
 
 Rooms: ``processes`` (a driver, waiting), ``kernel`` (a kernel and what a frontend does to its
-widgets), ``servers`` (Jupyter Server, JupyterLab).
+widgets), ``servers`` (Jupyter Server, JupyterLab, a second client of a notebook's kernel in it).
 """
 
 from .kernel import Kernel, WidgetFrontend
 from .processes import ROOT, DriverProcess, demo_driver, wait_for
-from .servers import JupyterServerProcess, LabProcess, free_port
+from .servers import JupyterServerProcess, LabKernel, LabProcess, free_port
 
-__all__ = ["ROOT", "DriverProcess", "JupyterServerProcess", "Kernel", "LabProcess",
+__all__ = ["ROOT", "DriverProcess", "JupyterServerProcess", "Kernel", "LabKernel", "LabProcess",
            "WidgetFrontend", "demo_driver", "free_port", "wait_for"]

@@ -119,6 +119,12 @@ class LabProcess:
         except OSError:
             return None
 
+    def delete(self, path: str) -> None:
+        """DELETE ``path`` with the token (a session, a kernel)."""
+        req = urllib.request.Request(self.http + path, method="DELETE",
+                                     headers={"Authorization": f"token {self.token}"})
+        urllib.request.urlopen(req, timeout=30).close()
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -126,3 +132,71 @@ class LabProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return code
+
+
+class LabKernel:
+    """A second client of the kernel of the notebook a LabProcess runs (its connection file,
+    found through JupyterLab's sessions): ``eval(expr)`` asks the kernel while the page is busy
+    or cannot answer. It runs in a thread of its own: jupyter_client's blocking calls cannot
+    share the thread of Playwright's event loop."""
+
+    def __init__(self, lab: LabProcess, notebook: str | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(1)
+        self.client = self.pool.submit(self._connect, lab, notebook).result(60)
+
+    @staticmethod
+    def _connect(lab: LabProcess, notebook: str | None):
+        import json
+
+        from jupyter_client import BlockingKernelClient
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        sessions = [s for s in json.loads(lab.get("api/sessions") or b"[]")
+                    if notebook is None or s["path"] == notebook]
+        if len(sessions) != 1:
+            raise RuntimeError(f"no one session of {notebook or 'a notebook'}: {sessions}")
+        kernel_id = sessions[0]["kernel"]["id"]
+        client = BlockingKernelClient(
+            connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{kernel_id}.json"))
+        client.load_connection_file()
+        client.start_channels()  # no wait_for_ready: it waits for IOPub to fall quiet
+        return client
+
+    def _execute(self, code: str, **expressions: str) -> dict:
+        """Execute ``code`` (silently); the reply's content. No IOPub is read: a scope or a
+        plot keeps it busy, and the reply carries what is asked in ``expressions``."""
+        msg_id = self.client.execute(code, silent=True, store_history=False,
+                                     user_expressions=expressions)
+        while True:
+            reply = self.client.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"]
+
+    def _eval(self, expr: str):
+        import ast
+
+        value = self._execute("", v=expr)["user_expressions"]["v"]
+        if value["status"] != "ok":
+            raise RuntimeError(f"{expr}: {value.get('ename')}: {value.get('evalue')}")
+        return ast.literal_eval(value["data"]["text/plain"])
+
+    def eval(self, expr: str):
+        """The value of ``expr`` in the notebook's kernel (a literal: numbers, str, lists...)."""
+        return self.pool.submit(self._eval, expr).result(60)
+
+    def round_trip(self, code: str = "1+1") -> float:
+        """Seconds from sending ``code`` to its execute reply: what a person's cell waits."""
+        import time
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            assert self._execute(code)["status"] == "ok"
+            return time.perf_counter() - t0
+
+        return self.pool.submit(run).result(60)
+
+    def close(self) -> None:
+        self.pool.submit(self.client.stop_channels).result(30)
+        self.pool.shutdown()

@@ -61,8 +61,11 @@ function render({ model, el }) {
 
   // What the page knows, exposed for tests and for people debugging in the console.
   const state = {
-    u: null, frame: -1, drawn: -1, draws: 0, received: 0, stale: 0, pending: null,
+    u: null, frame: -1, drawn: -1, shown: -1, drawnAt: 0, draws: 0, received: 0, stale: 0, queue: [], queueSeq: -1,
     viewSeq: model.get("view_seq"), programmatic: false, lastData: null, range: null,
+    arrivals: new Float64Array(256),  // when the last frames came (performance.now()), a ring
+    transits: new Float64Array(256),  // their seconds from the kernel's send to here
+    busyMs: 0,  // milliseconds spent decoding and drawing frames
   };
   el.cbridgeScope = state;
 
@@ -185,18 +188,35 @@ function render({ model, el }) {
   });
   resize.observe(el);
 
-  // Draw what is pending (the newest frame), at most once per animation frame.
+  // Frames come through Jupyter Server in bursts (sent every 17 ms, they arrive two or three
+  // at once, then nothing for 40 ms): drawn as they come, most would be passed over. So each
+  // frame is due a steady delay after the kernel sent it (both clocks are this machine's): the
+  // SMOOTH quantile of recent transit times, at most MAX_DELAY. Each animation frame draws the
+  // newest frame due; replies to zoom and pan are drawn at once.
+  const SMOOTH = 0.6, MAX_DELAY = 0.06;
   let scheduled = false;
+  function delay() {
+    const t = [...state.transits].filter((x) => x > 0).sort((p, q) => p - q);
+    return t.length < 8 ? 0 : Math.min(MAX_DELAY, t[Math.floor(SMOOTH * (t.length - 1))]);
+  }
+
   function redraw() {
     if (scheduled) return;
     scheduled = true;
     requestAnimationFrame(() => {
+      const began = performance.now();
       scheduled = false;
-      const p = state.pending;
-      state.pending = null;
+      const now = Date.now() / 1000, wait = delay();
+      let p = null;
+      while (state.queue.length && (state.queue[0].now || state.queue[0].sent + wait <= now)) {
+        p = state.queue.shift();  // the older ones are passed over: settled with this one
+      }
+      if (state.queue.length) redraw();  // the rest fall due later
       if (p) {
         state.lastData = toData(p.series);
         state.range = p.range;
+      } else if (state.queue.length) {
+        return;
       }
       if (!state.lastData) return;
       const [lo, hi] = model.get("follow") || !state.range ? (state.range || [0, 1])
@@ -213,21 +233,44 @@ function render({ model, el }) {
       } finally {
         state.programmatic = false;
       }
+      state.busyMs += performance.now() - began;
       if (p) {
-        state.drawn = p.frame;
-        // Acknowledged once drawn: the kernel's credit for its next frame.
-        model.send({ type: "ack", frame: p.frame, drawn_at: Date.now() / 1000, draws: state.draws });
+        state.drawn = state.shown = p.frame;
+        state.drawnAt = Date.now() / 1000;
+        acknowledge(false);
       }
     });
+  }
+
+  // Frames drawn are acknowledged (the kernel's credit for the next ones), at most every
+  // ACK_MS: each message to the kernel costs it a busy and an idle status on IOPub, which every
+  // page of the notebook handles. The kernel allows for that in its in-flight bound.
+  const ACK_MS = 40;
+  let acked = -1, lastAck = 0, ackTimer = null;
+  function acknowledge(late) {
+    if (state.drawn <= acked) return;
+    const now = performance.now();
+    if (!late && now - lastAck < ACK_MS) {
+      if (ackTimer === null) ackTimer = setTimeout(() => { ackTimer = null; acknowledge(true); }, ACK_MS);
+      return;
+    }
+    acked = state.drawn;
+    lastAck = now;
+    model.send({ type: "ack", frame: acked, drawn: state.shown, drawn_at: state.drawnAt,
+                 draws: state.draws });
   }
 
   function onMessage(msg, buffers) {
     if (msg.type !== "data") return;
     state.received++;
+    state.arrivals[state.received % state.arrivals.length] = performance.now();
+    state.transits[state.received % state.transits.length] = Date.now() / 1000 - msg.sent;
+    const began = performance.now();
     state.frame = msg.frame;
     if (msg.view_seq !== state.viewSeq && !msg.reply) {
-      state.stale++;  // made for a view the user has left: acknowledged, not drawn
-      model.send({ type: "ack", frame: msg.frame, drawn_at: Date.now() / 1000, draws: state.draws });
+      state.stale++;  // made for a view the user has left: settled, not drawn
+      if (msg.frame > state.drawn) state.drawn = msg.frame;
+      acknowledge(false);
       return;
     }
     const series = msg.series.map((s) => ({
@@ -235,8 +278,11 @@ function render({ model, el }) {
       y: Array.from(new Float32Array(buffers[s.y].buffer, buffers[s.y].byteOffset, s.n),
         (v) => (Number.isNaN(v) ? null : v)),
     }));
-    state.pending = { frame: msg.frame, series, range: msg.range };
+    const now = !!msg.reply || msg.view_seq !== state.queueSeq;  // a view's first frame
+    state.queueSeq = msg.view_seq;
+    state.queue.push({ frame: msg.frame, series, range: msg.range, sent: msg.sent, now });
     redraw();
+    state.busyMs += performance.now() - began;
   }
 
   model.on("msg:custom", onMessage);
@@ -250,6 +296,7 @@ function render({ model, el }) {
   model.send({ type: "ready", columns: columns() });  // a new view: the kernel sends its last frame
 
   return () => {
+    if (ackTimer !== null) clearTimeout(ackTimer);
     resize.disconnect();
     model.off("msg:custom", onMessage);
     for (const name of watched) model.off(`change:${name}`, onChange);
