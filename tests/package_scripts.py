@@ -37,6 +37,9 @@ KERNEL_SESSION = """
                   "except ModuleNotFoundError as e:\\n    noextra = str(e)")
             print("NOEXTRA", k.value("noextra"))
             print("MODULE", k.value("__import__('cbridge_magics').__file__"))
+            k.run("%cbridge scope Telemetry.samples --time t0:dt --name s")
+            print("SCOPE", k.value("len(s._esm) > 10000 and 'cbridge-scope' in s._esm and s.path"),
+                  k.value("__import__('cbridge_magics.scope._decimate', fromlist=['x']).__file__"))
         finally:
             k.shutdown()
 """

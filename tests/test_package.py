@@ -133,10 +133,16 @@ def test_the_wheel_holds_what_users_need_and_nothing_else(dist: Dist) -> None:
             "cbridge_magics/notebooks/server.ipynb", "cbridge_magics/notebooks/client.ipynb",
             "cbridge_magics/notebooks/panel.ipynb", "cbridge_magics/_version.py",
             "cbridge_magics/py.typed", "cbridge_magics/cstruct/engine.pxd",
-            "cbridge_magics/cstruct/engine.pyx", f"cbridge-{VERSION}.dist-info/licenses/LICENSE"]:
+            "cbridge_magics/cstruct/engine.pyx", f"cbridge-{VERSION}.dist-info/licenses/LICENSE",
+            # the scope's page module, bundled when the wheel was built, and uPlot's licence
+            "cbridge_magics/scope/static/scope.js", "cbridge_magics/scope/static/scope.css",
+            "cbridge_magics/scope/static/uPlot.LICENSE"]:
         assert needed in names, needed
+    assert not [n for n in names if "node_modules" in n or "/js/" in n  # no sources, no npm
+                or n.endswith("CMakeLists.txt")]
     for module in ("cbridge_magics/wire/_wire", "cbridge_magics/cstruct/engine",
-                   "cbridge_magics/_demo_messages"):
+                   "cbridge_magics/_demo_messages", "cbridge_magics/scope/_decimate",
+                   "cbridge_magics/recording/_walk"):
         assert any(n.startswith(module + ".") and n.endswith(".so") for n in names), module
     junk = [n for n in names if n.startswith(("tests/", "build/", "c_driver/", "bench/"))
             or "__pycache__" in n or n.endswith((".c", ".o"))
@@ -156,10 +162,13 @@ def test_the_sdist_holds_the_sources_and_no_build_output(dist: Dist) -> None:
     for needed in ["pyproject.toml", "CMakeLists.txt", "c_driver/CMakeLists.txt",
                    "c_driver/src/server.c", "c_driver/include/cbridge.h",
                    "cython_wrapper/_wire.pyx", "cython_wrapper/gen_demo_messages.py",
-                   "cbridge_magics/cstruct/engine.pyx", "LICENSE", "README.md"]:
+                   "cbridge_magics/cstruct/engine.pyx", "LICENSE", "README.md",
+                   "cbridge_magics/scope/js/package.json",
+                   "cbridge_magics/scope/js/package-lock.json",
+                   "cbridge_magics/scope/js/src/scope.js"]:
         assert needed in names, needed
     assert not [n for n in names if n.startswith((".venv/", "build/", "out/", "c_driver/build"))
-                or n.endswith((".so", ".o"))]
+                or n.endswith((".so", ".o")) or "node_modules" in n or "/static/" in n]
 
 
 def test_metadata_passes_twine_check_and_carries_the_readme(dist: Dist) -> None:
@@ -229,6 +238,8 @@ def test_the_magics_in_a_real_kernel_against_the_bundled_driver(venv: Venv) -> N
     assert int(lines["PLOT"]) >= 2 and int(lines["RECORDS"]) > 0, lines
     assert lines["MODULE"].strip("'").startswith(str(venv.root)), lines
     assert lines["WIDGETS"] == "Panel Console" and int(lines["RECORDED"]) > 0, lines
+    # the scope's bundle and its compiled decimation, from the installed package
+    assert lines["SCOPE"].startswith(f"comm {venv.root}"), lines
     # xarray is not installed there: the error names the extra that brings it
     assert "needs xarray, which is in cbridge's data extra: pip install 'cbridge[data]'" in \
         lines["NOEXTRA"], lines

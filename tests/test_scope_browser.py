@@ -20,7 +20,7 @@ import pytest
 
 from cbridge_magics.testing import LabKernel, LabProcess
 from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, OUT, describe, open_and_run, \
-    wait_for_cells
+    run_all_cells, wait_for_cells
 
 SCOPE = ".cbridge-scope"
 
@@ -96,7 +96,15 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
             page = open_and_run(browser, f"{lab.http}lab/tree/scope.ipynb?token={lab.token}",
                                 1400)
             try:
-                wait_for_cells(page, f"{SCOPE} >> nth=1", 120)
+                try:
+                    wait_for_cells(page, f"{SCOPE} >> nth=1", 120)
+                except Exception:
+                    # Seen once: JupyterLab ran the second and fourth cells of a Run All only.
+                    # Those failed harmlessly (no %cbridge yet); all of them, once more, in order.
+                    if "[ ]" not in describe(page):
+                        raise
+                    run_all_cells(page)
+                    wait_for_cells(page, f"{SCOPE} >> nth=1", 120)
                 wait_page(page, 0, "s.drawn > 3 && s.u.data[0].length > 100", 60)
                 wait_page(page, 1, "s.drawn > 3 && s.u.data[0].length > 10", 60)
             except Exception as e:
@@ -141,7 +149,7 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
 
             # -- a page that does not run (a busy or hidden tab) acknowledges nothing: the
             # kernel stops at its in-flight bound (3) and waits; nothing piles up
-            sent = kernel.eval("scope.frames_sent")
+            sent, limit = kernel.eval("(scope.frames_sent, scope.in_flight)")
             page.evaluate("() => { setTimeout(() => { const t = performance.now(); "
                           "while (performance.now() - t < 4000) {} }, 0); }")
             time.sleep(3)  # the page is busy for 4 s: ask the kernel while it still is
@@ -195,6 +203,7 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
             threads = kernel.eval("sorted(t.name for t in __import__('threading').enumerate() "
                                   "if t.name.startswith('cbridge-scope'))")
             stats = kernel.eval("scope.stats()")
+            first_id = kernel.eval("scope.id")
             kernel.close()
             page.screenshot(path=str(OUT / "scope-2.png"))
         finally:
@@ -202,9 +211,9 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
             mine.close()
     assert fps > 5, f"{fps:.1f} frames drawn a second"
     # sent in 3 s of a page that runs no code: at most the frames it had not acknowledged
-    # yet (3), and as many whose acknowledgements were on their way (3); 60 fps would be 180
-    assert during[0] - sent <= 6 and during[0] - during[1] <= 3, (sent, during)
+    # yet (the bound), and as many whose acknowledgements were on their way; 60 fps is 180
+    assert during[0] - during[1] <= limit and during[0] - sent <= 2 * limit, (sent, during)
     assert paused_after == paused_at, "the kernel sent frames to a paused scope"
-    assert threads == ["cbridge-scope s1"], threads
+    assert threads == [f"cbridge-scope {first_id}"], threads
     assert stats["errors"] == 0 and stats["latency_ms_p50"] is not None, stats
     print("scope stats:", stats, f"fps {fps:.1f}")

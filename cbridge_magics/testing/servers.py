@@ -198,5 +198,15 @@ class LabKernel:
         return self.pool.submit(run).result(60)
 
     def close(self) -> None:
-        self.pool.submit(self.client.stop_channels).result(30)
+        def stop() -> None:
+            import asyncio
+            import warnings
+
+            self.client.stop_channels()
+            with warnings.catch_warnings():  # the thread's loop, made by jupyter_client
+                warnings.simplefilter("ignore", DeprecationWarning)
+                loop = asyncio.get_event_loop()
+            loop.close()
+
+        self.pool.submit(stop).result(30)
         self.pool.shutdown()
