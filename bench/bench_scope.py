@@ -3,11 +3,15 @@
     .venv/bin/python bench/bench_scope.py [--seconds 8] [--rounds 2]
 
 The demo driver streams a sine at 1 M samples/s (15,625 Telemetry records of 64 samples a second,
-125 records a frame), through the extension as `make lab` serves it. One JupyterLab; for each
+125 records a frame), through the extension as `make lab` serves it (``--via unix``: the kernels
+connect to the driver's socket instead; no fast path then). One JupyterLab; for each
 round, in turns, a notebook opened in a fresh page and its kernel shut down after:
 
 - baseline: connected and streaming, nothing drawn (what the kernel spends on the stream alone);
-- scope: ``%cbridge scope Telemetry.samples --window 100000 --time t0:dt``;
+- scope: ``%cbridge scope Telemetry.samples --window 100000 --time t0:dt --comm`` (frames from
+  the kernel);
+- fast: the same without ``--comm``: the page reads the driver through the extension's route and
+  the kernel sends nothing (its latency: a WebSocket message's arrival in the page to its draw);
 - plot: ``%cbridge plot Telemetry.samples --window 100000 --time t0:dt --fps 30``.
 
 Measured over ``--seconds`` each: distinct frames shown a second, counted in the page with
@@ -42,14 +46,16 @@ START = ("%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequ
          "amplitude=1.0, rate_hz=15625, batch=125)")
 VIEWS = {
     "baseline": "print('streaming')",
-    "scope": "%cbridge scope Telemetry.samples --window 100000 --time t0:dt --name view",
+    "scope": "%cbridge scope Telemetry.samples --window 100000 --time t0:dt --name view --comm",
+    "fast": "%cbridge scope Telemetry.samples --window 100000 --time t0:dt --name view",
     "plot": "%cbridge plot Telemetry.samples --window 100000 --time t0:dt --fps 30",
 }
 READY = {"baseline": ".jp-OutputArea-output:has-text('streaming')",
-         "scope": ".cbridge-scope", "plot": ".jp-OutputArea-output img"}
+         "scope": ".cbridge-scope", "fast": ".cbridge-scope", "plot": ".jp-OutputArea-output img"}
 SHOWN = {  # the page's notion of "a new frame is on screen"
     "baseline": "() => 0",
     "scope": "() => document.querySelector('.cbridge-scope').parentElement.cbridgeScope.drawn",
+    "fast": "() => document.querySelector('.cbridge-scope').parentElement.cbridgeScope.drawn",
     "plot": "() => [...document.querySelectorAll('.jp-OutputArea-output img')].at(-1).src.length"
             " + [...document.querySelectorAll('.jp-OutputArea-output img')].at(-1).src.slice(-64)",
 }
@@ -124,7 +130,7 @@ def measure(browser, lab: LabProcess, view: str, seconds: float) -> dict:
         time.sleep(2)  # past the start: the stream and the view settle
         kernel = LabKernel(lab, f"{view}.ipynb")
         pid = kernel.eval("__import__('os').getpid()")
-        if view == "scope":
+        if view in ("scope", "fast"):
             kernel.eval("view.latencies.clear()")
         trips: list[float] = []
         stop = threading.Event()
@@ -143,6 +149,11 @@ def measure(browser, lab: LabProcess, view: str, seconds: float) -> dict:
         out = {"fps": fps, "raf": raf, "cpu": (cpu_seconds(pid) - cpu0) / elapsed,
                "msgs": (frames_in[0] - msgs0) / elapsed,
                "rt50": pct(trips, 0.5) * 1e3, "rt99": pct(trips, 0.99) * 1e3}
+        if view == "fast":
+            out["stats"] = kernel.eval("view.stats()")
+            lat = page.evaluate("() => [...document.querySelector('.cbridge-scope')"
+                                ".parentElement.cbridgeScope.latencies].filter(v => v > 0)")
+            out["page_latency_ms"] = [round(pct(lat, q), 1) for q in (0.5, 0.99)]
         if view == "scope":
             out["stats"] = kernel.eval("view.stats()")
             gaps = page.evaluate("() => { const s = document.querySelector('.cbridge-scope')"
@@ -176,7 +187,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--via", choices=("unix", "extension"), default="unix",
+    ap.add_argument("--via", choices=("unix", "extension"), default="extension",
                     help="the kernel's link to the driver: its socket (a kernel next to the "
                          "driver), or the extension's route in JupyterLab's own server")
     args = ap.parse_args()
@@ -209,7 +220,7 @@ def main() -> int:
 
     base = [r["cpu"] for r in results["baseline"]]
     rows = []
-    for view in ("scope", "plot"):
+    for view in ("scope", "fast", "plot"):
         above = [r["cpu"] - min(base) for r in results[view]]
         rows.append([view, cell(view, "fps"), cell(view, "raf"), cell(view, "cpu", "{:.2f}"),
                      " / ".join(f"{x:.2f}" for x in (min(above), max(above))),
@@ -226,6 +237,13 @@ def main() -> int:
           + " / ".join(f"{s['latency_ms_p50']} ms" for s in lat) + ", p99 "
           + " / ".join(f"{s['latency_ms_p99']} ms" for s in lat)
           + f"; frames held for the page: {[s['held_for_page'] for s in lat]}")
+    fast = results["fast"]
+    print("fast path (the page reads the route; path "
+          + " / ".join(r["stats"]["path"] for r in fast) + "): frames the kernel sent "
+          + " / ".join(str(r["stats"]["frames_sent"]) for r in fast)
+          + "; a message's arrival in the page -> its draw: p50 "
+          + " / ".join(f"{r['page_latency_ms'][0]} ms" for r in fast) + ", p99 "
+          + " / ".join(f"{r['page_latency_ms'][1]} ms" for r in fast))
     return 0
 
 

@@ -185,3 +185,30 @@ def test_a_saved_notebook_shows_the_scopes_last_view(driver_binary, sock_path, t
     rows = np.flatnonzero(blue.any(axis=1))
     assert blue.sum() > 500, "no trace in the picture"
     assert rows.max() - rows.min() > 0.4 * image.shape[0], "the trace is not a sine's swing"
+
+
+def test_the_fast_path_is_planned_for_a_jupyter_server_route_only(driver, tmp_path):
+    from cbridge_magics import connect
+    from cbridge_magics.scope import direct
+    from cbridge_magics.testing import JupyterServerProcess
+
+    local = connect(driver.url)
+    server = JupyterServerProcess(tmp_path, {"demo": driver.url})
+    routed = connect(f"{server.ws}cbridge/drivers/demo/ws", token=server.TOKEN)
+    try:
+        series = make_series(routed, ["Telemetry.samples"], 6400, time="t0:dt")
+        assert direct.plan(local, make_series(local, ["Telemetry.samples"], 100)) == \
+            ({}, "the Bridge does not reach its driver through a Jupyter Server route")
+        plan, why = direct.plan(routed, series)
+        assert why == "" and plan["route"] == "cbridge/drivers/demo/ws"
+        assert plan["hello"].encode() == routed.schema.payload
+        [s] = plan["series"]
+        assert (s["type_id"], s["size"], s["window"]) == (258, 280, 6400)
+        assert s["y"] == {"offset": 24, "count": 64, "kind": "float", "size": 4}
+        assert s["t0"] == {"offset": 8, "count": 1, "kind": "float", "size": 8}
+        assert direct.plan(routed, make_series(routed, ["Status.paced"], 10)) == \
+            ({}, "Status.paced is a bit-field")
+    finally:
+        routed.close()
+        local.close()
+        server.stop()

@@ -32,8 +32,8 @@ def notebook(ws_url: str, token: str) -> nbformat.NotebookNode:
         f"%cbridge connect {ws_url} --token {token}",
         "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
         "amplitude=1.0, rate_hz=400, batch=8)\n"
-        "%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name scope",
-        "%cbridge scope Telemetry.seq --window 400 --height 200 --name seqs",
+        "%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name scope --comm",
+        "%cbridge scope Telemetry.seq --window 400 --height 200 --name seqs --comm",
     )]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
@@ -66,6 +66,19 @@ def wait_page(page, i: int, condition: str, timeout: float = 30) -> None:
         timeout=timeout * 1000)
 
 
+def run_until(page, selector: str) -> None:
+    """Wait for ``selector`` while the notebook runs. Seen once: JupyterLab ran the second and
+    fourth cells of a Run All only, and once none; those fail harmlessly (no %cbridge yet), so
+    all of them run once more, in order."""
+    try:
+        wait_for_cells(page, selector, 120)
+    except Exception:
+        if "[ ]" not in describe(page):
+            raise
+        run_all_cells(page)
+        wait_for_cells(page, selector, 120)
+
+
 COUNT_FRAMES = """(i) => new Promise(done => {
   const s = document.querySelectorAll('.cbridge-scope')[i].parentElement.cbridgeScope;
   let shown = 0, last = s.drawn;
@@ -96,15 +109,7 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
             page = open_and_run(browser, f"{lab.http}lab/tree/scope.ipynb?token={lab.token}",
                                 1400)
             try:
-                try:
-                    wait_for_cells(page, f"{SCOPE} >> nth=1", 120)
-                except Exception:
-                    # Seen once: JupyterLab ran the second and fourth cells of a Run All only.
-                    # Those failed harmlessly (no %cbridge yet); all of them, once more, in order.
-                    if "[ ]" not in describe(page):
-                        raise
-                    run_all_cells(page)
-                    wait_for_cells(page, f"{SCOPE} >> nth=1", 120)
+                run_until(page, f"{SCOPE} >> nth=1")
                 wait_page(page, 0, "s.drawn > 3 && s.u.data[0].length > 100", 60)
                 wait_page(page, 1, "s.drawn > 3 && s.u.data[0].length > 10", 60)
             except Exception as e:
@@ -217,3 +222,104 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
     assert threads == [f"cbridge-scope {first_id}"], threads
     assert stats["errors"] == 0 and stats["latency_ms_p50"] is not None, stats
     print("scope stats:", stats, f"fps {fps:.1f}")
+
+
+def fast_notebook(ws_url: str, token: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
+        f"%cbridge connect {ws_url} --token {token}",
+        "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
+        "amplitude=1.0, rate_hz=400, batch=8)\n"
+        "%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name fast",
+        # a route this server does not serve: the page falls back to the kernel's frames
+        "from cbridge_magics.scope import Scope\n"
+        "lost = Scope(bridge, 'Telemetry.seq', window=400, height=200)\n"
+        "lost.direct = {**lost.direct, 'route': 'cbridge/drivers/nowhere/ws'}\n"
+        "lost.show()",
+    )]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+OTHER_ORIGIN = """(url) => new Promise(done => {
+  const ws = new WebSocket(url);
+  ws.onopen = () => { ws.close(); done("open"); };
+  ws.onerror = () => done("refused");
+})"""
+
+
+@pytest.mark.timeout(420)
+def test_the_fast_path_reads_the_driver_in_the_page_and_the_kernel_sends_nothing(
+        tmp_path, sock_path):
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from cbridge_magics import connect
+
+    lab = LabProcess(sock_path, notebooks=tmp_path)
+    nbformat.write(fast_notebook(lab.ws_url, lab.token), tmp_path / "fast.ipynb")
+    # a page of another origin (same host, another port) for the route to refuse
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "index.html").write_text("<html><body>elsewhere</body></html>")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(tmp_path / "other"))
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    mine = connect(f"unix://{sock_path}", history=20_000)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = open_and_run(
+                    browser, f"{lab.http}lab/tree/fast.ipynb?token={lab.token}", 1400)
+                try:
+                    run_until(page, f"{SCOPE} >> nth=1")
+                    wait_page(page, 0, "s.link !== null && s.drawn > 10", 60)
+                    wait_page(page, 1, "s.drawn > 3 && s.u.data[0].length > 10", 60)
+                except Exception as e:
+                    raise AssertionError(f"no fast scope drew: {describe(page)}") from e
+                kernel = LabKernel(lab, "fast.ipynb")
+                assert kernel.eval("(fast.path, lost.path)") == ("direct", "comm")
+                assert "fast path unavailable" in kernel.eval("lost.status")
+                # the kernel sends the fast scope nothing while the page draws it
+                sent, drawn = kernel.eval("fast.frames_sent"), state(page, 0, "s.drawn")
+                fps = page.evaluate(COUNT_FRAMES, 0)
+                assert kernel.eval("fast.frames_sent") == sent
+                assert state(page, 0, "s.drawn") > drawn + 10
+                assert kernel.eval("lost.frames_sent") > 3  # the fallback's frames flow
+                # what the page drew is what the driver sent
+                page.locator(f"{SCOPE} >> nth=0").locator("button:text-is('pause')").click()
+                wait_page(page, 0, "s.lastData !== null")
+                x, y = plotted(page, 0)
+                records = mine.history_of("Telemetry").latest()
+                t = (records["t0"][:, None] + records["dt"][:, None] * np.arange(64)).reshape(-1)
+                v = records["samples"].reshape(-1).astype(np.float32)
+                at = np.minimum(np.searchsorted(t, x), len(t) - 1)
+                matched = t[at] == x
+                assert matched.sum() > 0.9 * len(x), (matched.sum(), len(x))
+                assert np.array_equal(v[at[matched]], y[matched].astype(np.float32))
+                assert x.max() - x.min() == pytest.approx(6399 * records["dt"][-1], rel=0.01)
+                page.screenshot(path=str(OUT / "scope-fast.png"))
+                latency = state(page, 0, "[...s.latencies].filter(v => v > 0)")
+                # the route: this page's origin gets in (above); another origin's is refused
+                route = lab.ws_url
+                elsewhere = browser.new_page()
+                elsewhere.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+                refused = elsewhere.evaluate(OTHER_ORIGIN, route)
+                same = page.evaluate(OTHER_ORIGIN, route)
+                kernel.close()
+            finally:
+                browser.close()
+    finally:
+        mine.close()
+        other.shutdown()
+        other.server_close()
+        lab.stop()
+    assert (refused, same) == ("refused", "open")
+    assert fps > 5, fps
+    print(f"fast path: {fps:.1f} frames/s, arrival -> draw p50 "
+          f"{np.percentile(latency, 50):.1f} ms p99 {np.percentile(latency, 99):.1f} ms")

@@ -250,7 +250,8 @@ class CBridgeMagics(Magics):
 
         try:
             scope = Scope(source, args.specs, window=args.window, fps=args.fps, time=args.time,
-                          x=args.x, title=args.title, height=args.height)
+                          x=args.x, title=args.title, height=args.height,
+                          fast_path=not args.comm)
         except ValueError as e:
             raise UsageError(str(e)) from None
         self.plots[scope.id] = scope

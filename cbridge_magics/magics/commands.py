@@ -90,6 +90,8 @@ def _scope(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", metavar="VAR", help="draw from this notebook "
                    "variable instead: another Bridge, or a recording (recording.open(FILE))")
     p.add_argument("--name", help="the variable it is bound to (default: scope_ID)")
+    p.add_argument("--comm", action="store_true", help="frames through the kernel even where the "
+                   "page could read the driver through Jupyter Server itself (scope.path)")
 
 
 def _panel(p: argparse.ArgumentParser) -> None:

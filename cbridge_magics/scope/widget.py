@@ -38,6 +38,7 @@ import traitlets as t
 from ..errors import CBridgeError
 from ..live import axis_label, make_series
 from ..widgets.threads import free_routing
+from . import direct
 from . import frames as fr
 from .picture import png_of
 
@@ -75,13 +76,14 @@ class Scope(anywidget.AnyWidget):
     view_seq = t.Int(0).tag(sync=True)  # counts the page's view changes: stale frames are skipped
     yrange = t.List(t.Float()).tag(sync=True)  # [] autoscales
     columns = t.Int(800).tag(sync=True)  # the plot's width in CSS pixels, told by the page
-    path = t.Unicode("comm").tag(sync=True)  # how frames reach the page
+    path = t.Unicode("comm").tag(sync=True)  # how frames reach the page: "comm" or "direct"
+    direct = t.Dict().tag(sync=True)  # the fast path's plan (direct.py), {} when there is none
     status = t.Unicode("").tag(sync=True)
 
     def __init__(self, source: Any, specs: Sequence[str] | str, *, window: int = 2000,
                  fps: float = 60.0, time: str | tuple[str, str] | None = None,
                  x: str | None = None, title: str | None = None, height: int = 320,
-                 in_flight: int = 6) -> None:
+                 in_flight: int = 6, fast_path: bool = True) -> None:
         specs = [specs] if isinstance(specs, str) else list(specs)
         if window < 2:
             raise ValueError("window must be at least 2 values")
@@ -92,8 +94,10 @@ class Scope(anywidget.AnyWidget):
         if not specs:
             raise ValueError("name at least one TYPE.FIELD to draw")
         series = make_series(source, specs, window, time, x)  # ValueError: what to change
+        plan, why = direct.plan(source, series) if fast_path else ({}, "fast_path=False")
         super().__init__(title=title or ", ".join(specs), labels=specs,
-                         xlabel=axis_label(time, x), height=height)
+                         xlabel=axis_label(time, x), height=height, direct=plan)
+        self.fast_path_unavailable = why  # why the page cannot read the driver itself
         self.id = f"s{next(_ids)}"
         self.source, self.series = source, series
         self.window, self.fps, self.in_flight = window, fps, in_flight
@@ -115,7 +119,7 @@ class Scope(anywidget.AnyWidget):
         self._thread: threading.Thread | None = None
         self._handle: Any = None
         self.on_msg(self._on_msg)
-        self.observe(self._on_change, names=["paused", "view_seq", "columns", "follow"])
+        self.observe(self._on_change, names=["paused", "view_seq", "columns", "follow", "path"])
         free_routing([self])  # acks may arrive on a subshell while a cell runs
 
     # --- the page's messages (on the shell or a subshell thread) ------------------------------
@@ -153,7 +157,10 @@ class Scope(anywidget.AnyWidget):
     # --- frames ------------------------------------------------------------------------------
 
     def _next_frame(self) -> tuple[fr.Frame, int] | None:
-        """The frame to send now, and the view it serves; None when there is nothing new."""
+        """The frame to send now, and the view it serves; None when there is nothing new (or
+        the page reads the driver itself)."""
+        if self.path == "direct":
+            return None
         seq, columns = self.view_seq, max(16, self.columns)
         new_view = seq != self._served[0]
         if not self.follow and len(self.view) == 2:
@@ -283,6 +290,10 @@ class Scope(anywidget.AnyWidget):
 
     def picture(self) -> bytes:
         """The view the page shows (the last frame sent), drawn as a PNG in the kernel."""
+        if self.path == "direct":  # the kernel sent nothing lately: the window as it is now
+            frame = fr.follow_frame(self.source, self.series, max(16, self.columns))
+            return png_of(self.title, self.labels, self.xlabel, frame.points, frame.range,
+                          self.yrange or None)
         with self._lock:
             last = self._last
         points = [] if last is None else [

@@ -10,6 +10,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./scope.css";
+import { openDirect } from "./direct.js";
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
 
@@ -66,6 +67,9 @@ function render({ model, el }) {
     arrivals: new Float64Array(256),  // when the last frames came (performance.now()), a ring
     transits: new Float64Array(256),  // their seconds from the kernel's send to here
     busyMs: 0,  // milliseconds spent decoding and drawing frames
+    link: null,  // the fast path, when the page reads the driver itself
+    latencies: new Float64Array(256),  // fast path: ms from a message's arrival to its draw
+    viewDirty: false,
   };
   el.cbridgeScope = state;
 
@@ -108,6 +112,8 @@ function render({ model, el }) {
   }
 
   function setView(lo, hi) {
+    state.viewDirty = true;
+    if (state.link) redraw();
     model.set("follow", false);
     model.set("view", [lo, hi]);
     model.set("view_seq", ++state.viewSeq);
@@ -116,6 +122,8 @@ function render({ model, el }) {
   }
 
   function follow() {
+    state.viewDirty = true;
+    if (state.link) redraw();
     model.set("follow", true);
     model.set("view", []);
     model.set("view_seq", ++state.viewSeq);
@@ -206,6 +214,10 @@ function render({ model, el }) {
     requestAnimationFrame(() => {
       const began = performance.now();
       scheduled = false;
+      if (state.link) {  // the fast path: the page's own data
+        paintDirect(began);
+        return;
+      }
       const now = Date.now() / 1000, wait = delay();
       let p = null;
       while (state.queue.length && (state.queue[0].now || state.queue[0].sent + wait <= now)) {
@@ -219,20 +231,7 @@ function render({ model, el }) {
         return;
       }
       if (!state.lastData) return;
-      const [lo, hi] = model.get("follow") || !state.range ? (state.range || [0, 1])
-        : model.get("view");
-      const fixed = model.get("yrange");
-      const [ylo, yhi] = fixed.length ? fixed : yExtent(state.lastData, lo, hi);
-      state.programmatic = true;
-      try {
-        u.batch(() => {
-          u.setData(state.lastData, false);
-          if (lo < hi) u.setScale("x", { min: lo, max: hi });
-          u.setScale("y", { min: ylo, max: yhi });
-        });
-      } finally {
-        state.programmatic = false;
-      }
+      paint();
       state.busyMs += performance.now() - began;
       if (p) {
         state.drawn = state.shown = p.frame;
@@ -240,6 +239,48 @@ function render({ model, el }) {
         acknowledge(false);
       }
     });
+  }
+
+  // The fast path's draw: each series' points for the view, from the rings the page fills.
+  function paintDirect(began) {
+    const link = state.link;
+    if (model.get("paused") && state.lastData && !state.viewDirty) return;
+    state.viewDirty = false;
+    const following = model.get("follow") || model.get("view").length !== 2;
+    let range = following ? null : model.get("view");
+    if (following) {
+      for (const s of link.series) {
+        const r = s.windowRange();
+        if (r) range = range ? [Math.min(range[0], r[0]), Math.max(range[1], r[1])] : r;
+      }
+    }
+    if (!range || !(range[0] < range[1])) return;
+    const cols = columns();
+    state.lastData = toData(link.series.map((s) => s.points(range[0], range[1], cols, following)));
+    state.range = range;
+    paint();
+    state.drawn++;
+    state.drawnAt = Date.now() / 1000;
+    const arrival = link.stats.lastArrival;
+    if (arrival) state.latencies[state.drawn % state.latencies.length] = performance.now() - arrival;
+    state.busyMs += performance.now() - began;
+  }
+
+  function paint() {
+    const [lo, hi] = model.get("follow") || !state.range ? (state.range || [0, 1])
+      : model.get("view");
+    const fixed = model.get("yrange");
+    const [ylo, yhi] = fixed.length ? fixed : yExtent(state.lastData, lo, hi);
+    state.programmatic = true;
+    try {
+      u.batch(() => {
+        u.setData(state.lastData, false);
+        if (lo < hi) u.setScale("x", { min: lo, max: hi });
+        u.setScale("y", { min: ylo, max: yhi });
+      });
+    } finally {
+      state.programmatic = false;
+      }
   }
 
   // Frames drawn are acknowledged (the kernel's credit for the next ones), at most every
@@ -287,7 +328,7 @@ function render({ model, el }) {
 
   model.on("msg:custom", onMessage);
   const onChange = () => showState();
-  const onYRange = () => { showState(); redraw(); };
+  const onYRange = () => { showState(); state.viewDirty = true; redraw(); };
   const watched = ["paused", "follow", "status", "path", "title"];
   for (const name of watched) model.on(`change:${name}`, onChange);
   model.on("change:yrange", onYRange);
@@ -295,7 +336,27 @@ function render({ model, el }) {
   reportColumns();
   model.send({ type: "ready", columns: columns() });  // a new view: the kernel sends its last frame
 
+  // The fast path, when the kernel's Bridge reaches its driver through a route of the server
+  // that may be this page's: tried once; the kernel sends frames until it works, and again if not.
+  const plan = model.get("direct");
+  if (plan && plan.route) {
+    const link = openDirect(plan, {
+      onData: () => redraw(),
+      paused: () => model.get("paused"),
+      onState: (ok, why) => {
+        state.link = ok ? link : null;
+        state.directWhy = why;
+        model.set("path", ok ? "direct" : "comm");
+        model.set("status", ok ? "" : `fast path unavailable: ${why}`);
+        model.save_changes();
+        if (!ok) link.close();
+      },
+    });
+    state.directLink = link;
+  }
+
   return () => {
+    if (state.directLink) state.directLink.close();
     if (ackTimer !== null) clearTimeout(ackTimer);
     resize.disconnect();
     model.off("msg:custom", onMessage);
