@@ -17,7 +17,8 @@ round, in turns, a notebook opened in a fresh page and its kernel shut down afte
 Measured over ``--seconds`` each: distinct frames shown a second, counted in the page with
 requestAnimationFrame (the scope's drawn frame number; the plot's image source); the kernel's CPU
 (its process's utime + stime from /proc, in cores; above the baseline's is what the view costs);
-the messages the page received from the kernel a second (its WebSocket frames: IOPub, mostly);
+the messages the page received a second (on all its WebSockets: the kernel's, mostly IOPub, and on
+the fast path the driver's route too);
 a ``1+1`` cell's round trip while it runs (a second client of the same kernel, every 100 ms),
 p50 and p99; for the scope, the time from a record's arrival at the kernel to the page's draw of
 it (the page's clock and the kernel's are this machine's), p50 and p99. No timed assertions.
@@ -231,7 +232,7 @@ def main() -> int:
     print()
     print(table(f"the demo at 1 M samples/s, a 100,000-value window, {args.seconds:g} s per "
                 f"view, {args.rounds} rounds in turns (min / max of the rounds)", ["view", "frames shown/s", "page's animation frames/s", "kernel CPU (cores)", "above baseline",
-                 "page msgs/s", "1+1 p50 ms", "1+1 p99 ms"], rows))
+                 "page WebSocket msgs/s", "1+1 p50 ms", "1+1 p99 ms"], rows))
     lat = [r["stats"] for r in results["scope"]]
     print("\nscope: record arrival at the kernel -> drawn in the page: p50 "
           + " / ".join(f"{s['latency_ms_p50']} ms" for s in lat) + ", p99 "
