@@ -201,7 +201,7 @@ function render({ model, el }) {
   // frame is due a steady delay after the kernel sent it (both clocks are this machine's): the
   // SMOOTH quantile of recent transit times, at most MAX_DELAY. Each animation frame draws the
   // newest frame due; replies to zoom and pan are drawn at once.
-  const SMOOTH = 0.6, MAX_DELAY = 0.06;
+  const SMOOTH = 0.8, MAX_DELAY = 0.06;
   let scheduled = false;
   function delay() {
     const t = [...state.transits].filter((x) => x > 0).sort((p, q) => p - q);
