@@ -1,9 +1,11 @@
-// cbridge's scope: an anywidget module that draws the kernel's frames with uPlot.
+// cbridge's scope: an anywidget module that draws streamed fields with uPlot.
 //
-// The kernel sends frames as binary buffers (per series, float64 x and float32 y, at most a
-// min and a max per pixel column); this module draws the newest one at the next animation
-// frame and acknowledges it, so the kernel keeps only a few frames in flight: a hidden tab
-// draws nothing, acknowledges nothing, and the kernel stops sending.
+// The comm path: the kernel sends frames as binary buffers (per series, float64 x and float32
+// y, at most a min and a max per pixel column); this module draws the newest one due at an
+// animation frame and acknowledges it, so the kernel keeps only a few frames in flight: a
+// hidden tab draws nothing, acknowledges nothing, and the kernel stops sending.
+// The fast path (direct.js): the page reads the driver through Jupyter Server's route itself,
+// folds its own min/max per column, and the kernel sends nothing.
 //
 // Interaction: drag to zoom (the kernel sends the detail), wheel to pan, ctrl+wheel to zoom
 // around the cursor, double-click to follow the stream again; pause, y auto/fixed, PNG.
@@ -62,7 +64,8 @@ function render({ model, el }) {
 
   // What the page knows, exposed for tests and for people debugging in the console.
   const state = {
-    u: null, frame: -1, drawn: -1, shown: -1, drawnAt: 0, draws: 0, received: 0, stale: 0, queue: [], queueSeq: -1,
+    u: null, frame: -1, drawn: -1, shown: -1, drawnAt: 0, draws: 0, received: 0, stale: 0,
+    queue: [], queueSeq: -1,  // frames received, waiting to fall due; the view they are for
     viewSeq: model.get("view_seq"), programmatic: false, lastData: null, range: null,
     arrivals: new Float64Array(256),  // when the last frames came (performance.now()), a ring
     transits: new Float64Array(256),  // their seconds from the kernel's send to here
