@@ -11,7 +11,9 @@ round, in turns, a notebook opened in a fresh page and its kernel shut down afte
 - scope: ``%cbridge scope Telemetry.samples --window 100000 --time t0:dt --comm`` (frames from
   the kernel);
 - fast: the same without ``--comm``: the page reads the driver through the extension's route and
-  the kernel sends nothing (its latency: a WebSocket message's arrival in the page to its draw);
+  the kernel sends nothing (its latency: a WebSocket message's arrival in the page to its draw,
+  and a record's arrival at a client of the driver beside the relay, a Bridge of this script's,
+  to the page's draw of it);
 - plot: ``%cbridge plot Telemetry.samples --window 100000 --time t0:dt --fps 30``.
 
 Measured over ``--seconds`` each: distinct frames shown a second, counted in the page with
@@ -115,6 +117,40 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
+class Peer:
+    """A Bridge of this process on the driver's socket: a client beside the relay, it notes
+    when each Telemetry record's last sample (t0 + 63 dt) arrived, for the fast path's latency
+    from the driver to the page's pixel (both on this machine's clock)."""
+
+    def __init__(self, sock: Path) -> None:
+        from cbridge_magics import connect
+
+        self.arrived: dict[float, float] = {}
+        self.bridge = connect(f"unix://{sock}", history=100)
+        self.bridge.subscribe("Telemetry", self._note)
+
+    def _note(self, records) -> None:  # noqa: ANN001
+        now = time.time()
+        last = records["t0"] + records["dt"] * 63
+        for x in last.tolist():
+            self.arrived[x] = now
+        if len(self.arrived) > 200_000:  # bounded: the oldest half goes
+            for x in list(self.arrived)[:100_000]:
+                del self.arrived[x]
+
+    def close(self) -> None:
+        self.bridge.close()
+
+
+PEER: Peer | None = None
+
+
+def from_peer(drawn: list) -> list[float]:
+    """p50 and p99 ms from the peer's arrival of the newest record drawn to its draw."""
+    lat = [at - PEER.arrived[x] for x, at in drawn if x in PEER.arrived] if PEER else []
+    return [round(1e3 * pct(lat, q), 1) for q in (0.5, 0.99)] + [len(lat)]
+
+
 def measure(browser, lab: LabProcess, view: str, seconds: float) -> dict:
     page = None
     frames_in = [0]
@@ -152,6 +188,9 @@ def measure(browser, lab: LabProcess, view: str, seconds: float) -> dict:
                "rt50": pct(trips, 0.5) * 1e3, "rt99": pct(trips, 0.99) * 1e3}
         if view == "fast":
             out["stats"] = kernel.eval("view.stats()")
+            drawn = page.evaluate("() => document.querySelector('.cbridge-scope').parentElement"
+                                  ".cbridgeScope.drawnX.filter(Boolean)")
+            out["from_peer_ms"] = from_peer(drawn)
             lat = page.evaluate("() => [...document.querySelector('.cbridge-scope')"
                                 ".parentElement.cbridgeScope.latencies].filter(v => v > 0)")
             out["page_latency_ms"] = [round(pct(lat, q), 1) for q in (0.5, 0.99)]
@@ -199,6 +238,8 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="cbb-scope-"))
     sock = folder / "d.sock"
     lab = LabProcess(sock, notebooks=folder)
+    global PEER
+    PEER = Peer(sock)
     views = [v for v in args.views.split(",") if v]
     if not set(views) <= set(VIEWS):
         ap.error(f"--views: choose among {', '.join(VIEWS)}")
@@ -217,6 +258,7 @@ def main() -> int:
             finally:
                 browser.close()
     finally:
+        PEER.close()
         lab.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -251,7 +293,11 @@ def main() -> int:
           + " / ".join(str(r["stats"]["frames_sent"]) for r in fast)
           + "; a message's arrival in the page -> its draw: p50 "
           + " / ".join(f"{r['page_latency_ms'][0]} ms" for r in fast) + ", p99 "
-          + " / ".join(f"{r['page_latency_ms'][1]} ms" for r in fast))
+          + " / ".join(f"{r['page_latency_ms'][1]} ms" for r in fast)
+          + "; a record's arrival at a client beside the relay -> drawn: p50 "
+          + " / ".join(f"{r['from_peer_ms'][0]} ms" for r in fast) + ", p99 "
+          + " / ".join(f"{r['from_peer_ms'][1]} ms" for r in fast)
+          + f" (draws matched: {[r['from_peer_ms'][2] for r in fast]})")
     return 0
 
 

@@ -72,6 +72,7 @@ function render({ model, el }) {
     busyMs: 0,  // milliseconds spent decoding and drawing frames
     link: null,  // the fast path, when the page reads the driver itself
     latencies: new Float64Array(256),  // fast path: ms from a message's arrival to its draw
+    drawnX: new Array(256),  // fast path: [the newest x drawn, Date.now() / 1000], a ring
     viewDirty: false,
   };
   el.cbridgeScope = state;
@@ -266,6 +267,8 @@ function render({ model, el }) {
     state.drawnAt = Date.now() / 1000;
     const arrival = link.stats.lastArrival;
     if (arrival) state.latencies[state.drawn % state.latencies.length] = performance.now() - arrival;
+    // (the newest x drawn, when): a peer client of the driver can tell when that record came
+    state.drawnX[state.drawn % state.drawnX.length] = [range[1], Date.now() / 1000];
     state.busyMs += performance.now() - began;
   }
 
