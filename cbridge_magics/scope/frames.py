@@ -30,10 +30,6 @@ class Frame:
     arrived: float  # time.time() when the newest record shown reached this process (0: unknown)
     totals: tuple[int, ...]  # each series' history total at the snapshot
 
-    @property
-    def size(self) -> int:
-        return sum(len(x) for x, _ in self.points)
-
 
 def _range(xs: Sequence[np.ndarray]) -> tuple[float, float]:
     finite = [x[np.isfinite(x)] for x in xs if len(x)]
