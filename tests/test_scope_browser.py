@@ -283,6 +283,7 @@ def test_the_fast_path_reads_the_driver_in_the_page_and_the_kernel_sends_nothing
                 except Exception as e:
                     raise AssertionError(f"no fast scope drew: {describe(page)}") from e
                 kernel = LabKernel(lab, "fast.ipynb")
+                assert page.locator(SCOPE).count() == 2  # a cell ending in .show(): one view
                 assert kernel.eval("(fast.path, lost.path)") == ("direct", "comm")
                 assert "fast path unavailable" in kernel.eval("lost.status")
                 # the kernel sends the fast scope nothing while the page draws it

@@ -243,13 +243,13 @@ class Scope(anywidget.AnyWidget):
             self._thread.start()
         return self
 
-    def show(self) -> "Scope":
+    def show(self) -> None:
         """Show the scope in this cell's output (with its picture for saved notebooks), and
-        start it."""
+        start it. Returns nothing: a cell ending in ``.show()`` would show the widget twice."""
         from IPython.display import display
 
         self._handle = display(self, display_id=True)
-        return self.start()
+        self.start()
 
     @property
     def running(self) -> bool:
