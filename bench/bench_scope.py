@@ -43,7 +43,8 @@ from cbridge_magics.testing import ROOT, LabKernel, LabProcess
 from common import table
 
 sys.path.insert(0, str(ROOT / "tests"))
-from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, open_and_run, wait_for_cells  # noqa: E402
+from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, code_notebook, open_and_run, \
+    wait_for_cells  # noqa: E402
 
 START = ("%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=200.0, "
          "amplitude=1.0, rate_hz=15625, batch=125)")
@@ -95,14 +96,8 @@ WS_TIMES = """(() => {
 
 
 def notebook(connect: str, view: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-        f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
-        f"%cbridge connect {connect}",
-        START, VIEWS[view])]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    return nb
+    return code_notebook(f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
+                         f"%cbridge connect {connect}", START, VIEWS[view])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -162,7 +157,8 @@ def measure(browser, lab: LabProcess, view: str, seconds: float) -> dict:
         # a workspace per view: JupyterLab would reopen the last notebook beside this one
         url = f"{lab.http}lab/workspaces/{view}-{time.monotonic_ns()}/tree/{view}.ipynb"
         page = open_and_run(browser, f"{url}?token={lab.token}", 1000,
-                            on_page=lambda p: (p.on("websocket", count), p.add_init_script(WS_TIMES)))
+                            on_page=lambda p: (p.on("websocket", count),
+                                               p.add_init_script(WS_TIMES)))
         wait_for_cells(page, READY[view], 180)
         time.sleep(2)  # past the start: the stream and the view settle
         kernel = LabKernel(lab, f"{view}.ipynb")
@@ -280,7 +276,9 @@ def main() -> int:
                  cell("baseline", "msgs"), cell("baseline", "rt50"), cell("baseline", "rt99")])
     print()
     print(table(f"the demo at 1 M samples/s, a 100,000-value window, {args.seconds:g} s per "
-                f"view, {args.rounds} rounds in turns (min / max of the rounds)", ["view", "frames shown/s", "page's animation frames/s", "kernel CPU (cores)", "above baseline",
+                f"view, {args.rounds} rounds in turns (min / max of the rounds)",
+                ["view", "frames shown/s", "page's animation frames/s", "kernel CPU (cores)",
+                 "above baseline",
                  "page WebSocket msgs/s", "1+1 p50 ms", "1+1 p99 ms"], rows))
     lat = [r["stats"] for r in results.get("scope", [])]
     print("\nscope: record arrival at the kernel -> drawn in the page: p50 "

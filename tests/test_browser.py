@@ -28,18 +28,23 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 
-def notebook(port: int, token: str) -> nbformat.NotebookNode:
+def code_notebook(*cells: str) -> nbformat.NotebookNode:
+    """A notebook of these code cells, for the python3 kernel."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+def notebook(port: int, token: str) -> nbformat.NotebookNode:
+    return code_notebook(
         f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
         f"%cbridge connect ws://127.0.0.1:{port}/cbridge/drivers/demo/ws --token {token}",
         "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=2.0, "
         "amplitude=1.0, rate_hz=500, batch=10)\n"
         "%cbridge plot Telemetry.samples --window 6400 --fps 4",
-    )]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    return nb
+    )
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 from cbridge_magics.scope._decimate import minmax
 from cbridge_magics.scope import frames
 from cbridge_magics.live import make_series
+from test_browser import code_notebook
 from test_kernel_magics import HEADER, THREADS, kernel, setup_cells  # noqa: F401
 
 
@@ -154,8 +155,7 @@ def test_a_saved_notebook_shows_the_scopes_last_view(driver_binary, sock_path, t
 
     proc = DriverProcess(driver_binary, sock_path)
     try:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        nb = code_notebook(
             f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
             f"%cbridge connect unix://{sock_path}",
             "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=20.0, "
@@ -165,7 +165,7 @@ def test_a_saved_notebook_shows_the_scopes_last_view(driver_binary, sock_path, t
             "import time\ndeadline = time.monotonic() + 30\n"
             "while s.frames_sent < 1 and time.monotonic() < deadline: time.sleep(0.05)\n"
             "s.stop()\nprint(s.frames_sent, s.stats()['in_flight'])",
-        )]
+        )
         NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     finally:
         proc.stop()

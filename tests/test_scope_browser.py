@@ -6,7 +6,8 @@ The test reads the plotted data back from the page (the uPlot instance the modul
 ``el.cbridgeScope``) and compares each point with the records a Bridge of its own received from
 the same driver; counts the frames drawn per second with requestAnimationFrame; pauses (the
 kernel stops sending), freezes the page (the kernel stops at its in-flight bound), zooms (the
-detail arrives), saves a PNG, and closes the scope (its thread is gone). Screenshots: out/scope-*.png.
+detail arrives), saves a PNG, and closes the scope (its thread is gone).
+Screenshots: out/scope-*.png.
 """
 
 from __future__ import annotations
@@ -19,25 +20,27 @@ import numpy as np
 import pytest
 
 from cbridge_magics.testing import LabKernel, LabProcess
-from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, OUT, describe, open_and_run, \
-    run_all_cells, wait_for_cells
+from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, OUT, code_notebook, describe, \
+    open_and_run, run_all_cells, wait_for_cells
 
 SCOPE = ".cbridge-scope"
 
 
+def start_sine(ws_url: str, token: str) -> tuple[str, str, str]:
+    """The cells both notebooks begin with: the classes, the route, a 50 Hz sine streaming."""
+    return (f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
+            f"%cbridge connect {ws_url} --token {token}",
+            "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
+            "amplitude=1.0, rate_hz=400, batch=8)")
+
+
 def notebook(ws_url: str, token: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-        f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
-        f"%cbridge connect {ws_url} --token {token}",
-        "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
-        "amplitude=1.0, rate_hz=400, batch=8)\n"
-        "%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name scope --comm",
+    load, connect, start = start_sine(ws_url, token)
+    return code_notebook(
+        load, connect,
+        f"{start}\n%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name scope --comm",
         "%cbridge scope Telemetry.seq --window 400 --height 200 --name seqs --comm",
-    )]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    return nb
+    )
 
 
 @pytest.fixture
@@ -225,22 +228,16 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
 
 
 def fast_notebook(ws_url: str, token: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-        f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
-        f"%cbridge connect {ws_url} --token {token}",
-        "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
-        "amplitude=1.0, rate_hz=400, batch=8)\n"
-        "%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name fast",
+    load, connect, start = start_sine(ws_url, token)
+    return code_notebook(
+        load, connect,
+        f"{start}\n%cbridge scope Telemetry.samples --window 6400 --time t0:dt --name fast",
         # a route this server does not serve: the page falls back to the kernel's frames
         "from cbridge_magics.scope import Scope\n"
         "lost = Scope(bridge, 'Telemetry.seq', window=400, height=200)\n"
         "lost.direct = {**lost.direct, 'route': 'cbridge/drivers/nowhere/ws'}\n"
         "lost.show()",
-    )]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    return nb
+    )
 
 
 OTHER_ORIGIN = """(url) => new Promise(done => {
