@@ -26,6 +26,26 @@ function button(label, title, onclick) {
 }
 
 // One series' frame as uPlot data: [x, y]; several series joined on the union of their x.
+// Tick labels with as many decimals as the step between ticks needs: uPlot's default keeps a
+// few, and a zoom into a few microseconds of a run read 0.08, 0.08, 0.08.
+function tickText(u, splits, axis, space, step) {
+  let digits = 0;
+  while (digits < 15 && Math.abs(step * 10 ** digits - Math.round(step * 10 ** digits))
+         > 1e-6 * step * 10 ** digits) digits++;
+  return splits.map((v) => (v == null ? "" : v.toFixed(digits)));
+}
+
+// The cursor's readout: x to the precision of a pixel column, values to 6 significant digits.
+function xReadout(u, v) {
+  if (v == null) return "--";
+  const column = (u.scales.x.max - u.scales.x.min) / Math.max(1, u.bbox.width);
+  return v.toFixed(Math.max(0, Math.min(15, Math.ceil(-Math.log10(column)))));
+}
+
+function yReadout(u, v) {
+  return v == null ? "--" : String(Number(v.toPrecision(6)));
+}
+
 function toData(series) {
   if (series.length === 1) return [series[0].x, series[0].y];
   return uPlot.join(series.map((s) => [s.x, s.y]));
@@ -145,11 +165,14 @@ function render({ model, el }) {
       bind: { dblclick: () => null },  // ours below: follow the stream, not uPlot's reset
     },
     scales: { x: { time: false, auto: false }, y: { auto: false } },
-    axes: [{ label: model.get("xlabel"), size: 40 }, { size: 60 }],
+    axes: [{ label: model.get("xlabel"), size: 40, values: tickText },
+      { size: (u, values) => Math.max(50, 14 + 7 * Math.max(0, ...(values || []).map(
+        (v) => v.length))), values: tickText }],
     series: [
-      { label: model.get("xlabel") },
+      { label: model.get("xlabel"), value: xReadout },
       ...labels.map((label, i) => ({
         label, stroke: COLORS[i % COLORS.length], width: 1, spanGaps: false, points: { show: false },
+        value: yReadout,
       })),
     ],
     hooks: {
