@@ -7,7 +7,7 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.cbridge-installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup driver demo lab test test-c test-py test-asan house bench soak fuzz clean
+.PHONY: all setup driver demo lab docs test test-c test-py test-asan house bench soak fuzz clean
 
 all: setup
 
@@ -36,9 +36,10 @@ $(STAMP): $(VPY) $(BUILD_INPUTS)
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	command -v cmake >/dev/null || { apt-get update && apt-get install -y cmake; }
 	command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
+	command -v dot >/dev/null || { apt-get update && apt-get install -y graphviz; }
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet $(BUILD_REQUIRES)
-	$(VPY) -m pip install --quiet --no-build-isolation -e '.[test,demo,data]'
+	$(VPY) -m pip install --quiet --no-build-isolation -e '.[test,demo,data,docs]'
 	$(VPY) -m cbridge_magics install-kernel --sys-prefix
 	touch $@
 
@@ -59,6 +60,11 @@ $(LAB_STAMP): $(STAMP)
 
 lab: setup $(LAB_STAMP)
 	$(VPY) -m cbridge_magics.lab
+
+# The documentation site into out/docs/html, warnings as errors; the tutorials are executed.
+# (tests/test_docs.py builds it too, into a folder of its own, and checks what it holds.)
+docs: setup
+	$(VPY) -m sphinx -b html -W --keep-going -q docs out/docs/html
 
 test: house test-c test-py test-asan
 

@@ -530,7 +530,7 @@ class Bridge:
 
     def record(self, path: str, types: Iterable[str] | None = None, max_bytes: int | None = None,
                sent: bool = False, append: bool = False, queue_bytes: int = 64 << 20) -> Any:
-        """Record what this Bridge receives to ``path`` (docs/RECORDING.md); returns the
+        """Record what this Bridge receives to ``path`` (docs/reference/recording-format.md); returns the
         running Recorder (``stop()``, ``stats()``).
 
             rec = b.record("run.cbrec", types=["Telemetry", "Status"], max_bytes=10 << 30)

@@ -176,7 +176,8 @@ def make_series(source: Any, specs: Sequence[str], window: int,
         series = Series(spec, type_name, unit, per_record, window, time, x)
         series.bits = bits
         kept = history.capacity
-        if kept < series.records:
+        # a recording's histories hold all there is: a wider window shows all of it
+        if kept < series.records and not getattr(source, "complete_history", False):
             raise ValueError(f"a window of {window} values of {spec} needs {series.records} "
                              f"records, and the bridge keeps {kept} of {type_name} (connect "
                              "with a larger history, or plot a shorter window)")

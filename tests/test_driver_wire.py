@@ -1,7 +1,7 @@
 """The demo driver on the wire: raw stdlib sockets against the real binary (HELLO, framing,
 protocol errors, control frames, many clients).
 
-These tests speak PROTOCOL.md byte by byte (tests/wire_client.py: ``struct``, ``socket``,
+These tests speak docs/reference/protocol.md byte by byte (tests/wire_client.py: ``struct``, ``socket``,
 ``json`` only), so they check the C side independently of the Python package.
 """
 

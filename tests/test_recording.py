@@ -1,4 +1,4 @@
-"""Recordings: what a Bridge receives goes to a file (docs/RECORDING.md) that opens as numpy and
+"""Recordings: what a Bridge receives goes to a file (docs/reference/recording-format.md) that opens as numpy and
 replays as a driver. Against the real demo driver, a second real driver with another schema
 (examples/minimal.c), and real kernels.
 """

@@ -1,4 +1,4 @@
-"""Stream subscriptions (control type 4 SUBSCRIBE, PROTOCOL.md): a filter per connection in
+"""Stream subscriptions (control type 4 SUBSCRIBE, docs/reference/protocol.md): a filter per connection in
 libcbridge, per remote client in the relay, and in the Bridge; a driver without SUBSCRIBE (the
 replay) answers ERROR 4 and the Bridge filters on its side.
 """

@@ -1,4 +1,4 @@
-"""A client that speaks PROTOCOL.md byte by byte (``struct``, ``socket``, ``json`` only), for the
+"""A client that speaks docs/reference/protocol.md byte by byte (``struct``, ``socket``, ``json`` only), for the
 suites that check the C driver independently of the Python package, and the demo's messages as
 ``struct`` formats (their layout is checked against the schema by the tests)."""
 

@@ -3,7 +3,7 @@
  * libcbridge lets a C program serve its message structs over a Unix socket
  * to cbridge clients (the Jupyter side). It does the framing, a poll()-based
  * non-blocking server, the schema registry and the HELLO. The wire contract
- * is PROTOCOL.md; this header is its C mirror and must stay true to it.
+ * is docs/reference/protocol.md; this header is its C mirror and must stay true to it.
  *
  * Typical use:
  *
@@ -80,11 +80,11 @@ extern "C" {
  * ------------------------------------------------------------------------ */
 
 #define CB_MAGIC 0x4243             /* 'C','B' on the wire (little-endian) */
-#define CB_PROTO_VERSION 1
+#define CB_PROTO_VERSION 1          /* the version byte of every header */
 #define CB_FLAG_REPLY 0x01          /* answers the request with the same seq */
 #define CB_FLAG_STREAM 0x02         /* unsolicited data */
-#define CB_HEADER_SIZE 16
-#define CB_DEFAULT_MAX_PAYLOAD 1048576u
+#define CB_HEADER_SIZE 16           /* bytes of a frame header on the wire */
+#define CB_DEFAULT_MAX_PAYLOAD 1048576u /* largest payload taken unless raised */
 
 /* Control types (type_id < 256). */
 #define CB_TYPE_HELLO 1             /* driver -> client: JSON schema */
@@ -151,6 +151,8 @@ CB_API const char *cb_error_name(int code);
  * Schema registry
  * ------------------------------------------------------------------------ */
 
+/* One member of a registered struct, as HELLO describes it to clients: CB_FIELD and
+ * CB_ARRAY fill one from the struct's declaration. */
 typedef struct cb_field {
     const char *name;   /* member name, as written in the struct */
     const char *ctype;  /* element C type: "uint32_t", "double", ... */
@@ -195,6 +197,8 @@ typedef struct cb_enum_const {
     { #member, (ctype), offsetof(T, member), sizeof(((T *)0)->member), \
       sizeof(((T *)0)->member) / CB__ELEM_SIZE(((T *)0)->member), 0, 0, 0 }
 
+/* A server: its listening socket, its clients and the registered types. Opaque; made by
+ * cb_server_new, used from one thread. */
 typedef struct cb_server cb_server;
 
 /* Register a struct type. id >= CB_TYPE_USER_MIN, id and name unique, every
@@ -217,6 +221,8 @@ CB_API int cb_register_enum(cb_server *s, const char *name, const cb_enum_const 
 CB_API int cb_check_bits(cb_server *s, const char *type, const cb_field *f, const void *ones,
                          size_t size);
 
+/* cb_register_type for struct type T, its name, size and alignment taken from the compiler;
+ * fields is an array of cb_field (its length is counted). */
 #define CB_REGISTER_STRUCT(s, id, T, fields) \
     cb_register_type((s), (id), #T, sizeof(T), _Alignof(T), (fields), \
                      sizeof(fields) / sizeof((fields)[0]))
@@ -229,6 +235,7 @@ CB_API const char *cb_server_hello(cb_server *s, size_t *len);
  * Requests and replies
  * ------------------------------------------------------------------------ */
 
+/* A request, as a handler receives it. */
 typedef struct cb_request {
     uint64_t client_id;  /* the connection it came on (ids start at 1) */
     uint32_t seq;        /* the requester's seq, echoed by the reply */
@@ -239,6 +246,8 @@ typedef struct cb_request {
     size_t count;        /* number of records */
 } cb_request;
 
+/* A request handler, called from cb_server_poll for each request of its type; user is the
+ * pointer given to cb_on. It answers with cb_reply or cb_reply_error, now or later. */
 typedef void (*cb_handler)(cb_server *s, const cb_request *req, void *user);
 
 /* Route requests of a registered type to handler (replaces an earlier one). */
@@ -282,6 +291,7 @@ CB_API int cb_stream_wanted(const cb_server *s);
  * Server
  * ------------------------------------------------------------------------ */
 
+/* The defaults of the settings below. */
 #define CB_DEFAULT_MAX_CLIENTS 128
 #define CB_DEFAULT_OUT_BUFFER (4u * 1024 * 1024)
 
@@ -344,6 +354,7 @@ typedef struct cb_stats {
     uint64_t clients_refused; /* turned away: too many clients */
 } cb_stats;
 
+/* The counters so far, into *st; and the clients connected now. */
 CB_API void cb_server_stats(const cb_server *s, cb_stats *st);
 CB_API size_t cb_server_clients(const cb_server *s);
 /* Stream frames dropped for one connected client; CB_ERR if no such id. */

@@ -120,7 +120,7 @@ def _console(p: argparse.ArgumentParser) -> None:
 
 
 def _record(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", nargs="?", help="the recording to write (docs/RECORDING.md)")
+    p.add_argument("file", nargs="?", help="the recording to write (docs/reference/recording-format.md)")
     p.add_argument("--types", help="only these types, as Telemetry,Status (default: every frame)")
     p.add_argument("--max-bytes", type=int, help="stop when the file would grow past this")
     p.add_argument("--sent", action="store_true", help="also the frames this kernel sends")

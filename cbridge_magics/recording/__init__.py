@@ -8,7 +8,7 @@ served again as a driver.
     runs = recording.open_many(["a.cbrec", "b.cbrec"]); runs.to_xarray("Telemetry")
     python -m cbridge_magics replay run.cbrec --socket /tmp/replay.sock [--speed max] [--loop]
 
-The format is docs/RECORDING.md: versioned, append-only, no index to go out of step.
+The format is docs/reference/recording-format.md: versioned, append-only, no index to go out of step.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The recording file format (docs/RECORDING.md): a 16-byte file header, then entries back to
+"""The recording file format (docs/reference/recording-format.md): a 16-byte file header, then entries back to
 back, each 8-byte aligned: kind, body length, time, body. Append-only; no index to go out of step.
 
     f.write(FILE_HEADER)

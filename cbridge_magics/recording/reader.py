@@ -71,6 +71,8 @@ class Frame:
 class Recording:
     """An open recording; see the module docstring. ``close()`` (or ``with``) unmaps it."""
 
+    complete_history = True  # history_of holds every record: plots take any window
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         with io.open(self.path, "rb") as f:

@@ -33,7 +33,8 @@ class DriverProcess:
         self.path = Path(sock_path)
         self.log_path = self.path.with_suffix(".log")
         self._log = open(os.devnull if quiet else self.log_path, "wb")
-        self.proc = subprocess.Popen([str(self.binary), "--socket", str(self.path), *extra],
+        # as given: Path("./minimal") would print as "minimal", which is looked for on PATH
+        self.proc = subprocess.Popen([os.fspath(binary), "--socket", str(self.path), *extra],
                                      stdout=subprocess.DEVNULL, stderr=self._log)
         try:
             self._wait_ready(timeout)

@@ -1,4 +1,4 @@
-"""The wire: what crosses a socket, in the terms of docs/PROTOCOL.md.
+"""The wire: what crosses a socket, in the terms of docs/reference/protocol.md.
 
 - ``codes``: the protocol's numbers (imports nothing; C has the same in cbridge.h).
 - ``frames``: frame headers and control payloads as bytes.

@@ -1,4 +1,4 @@
-"""The wire protocol's numbers (docs/PROTOCOL.md), in the one Python module that spells them.
+"""The wire protocol's numbers (docs/reference/protocol.md), in the one Python module that spells them.
 
 c_driver/include/cbridge.h spells them for C; tests/test_wire_codes.py compiles that header and
 checks that both agree, name by name. This module imports nothing of cbridge's, so every other

@@ -1,6 +1,6 @@
 // The scope's fast path: the page reads the driver through Jupyter Server's cbridge route itself
 // (same origin: the login cookie, Jupyter's authorizer and Origin rules), so the kernel sends no
-// data. The wire is docs/PROTOCOL.md's: 16-byte little-endian frame headers, one or more whole
+// data. The wire is docs/reference/protocol.md's: 16-byte little-endian frame headers, one or more whole
 // frames per WebSocket message, the HELLO first; SUBSCRIBE asks for the scoped types only.
 //
 //   const link = openDirect(plan, { onData, onState, paused });   // plan: scope/direct.py's
