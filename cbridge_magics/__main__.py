@@ -20,6 +20,29 @@ def main(argv: list[str] | None = None) -> int:
         from . import config
 
         return config.main(args_in[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from . import demo
+
+        return demo.run_args(args)
+    if args.command == "c-schema":
+        return _c_schema(parser, args, argv)
+    if args.command == "replay":
+        return _replay(parser, args)
+    if args.command == "export":
+        return _export(args)
+    if args.command == "list-kernels":
+        return _list_kernels()
+    if args.command == "remove-kernel":
+        return _remove_kernel(args.name)
+    return _install_kernel(parser, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: every subcommand and option (the docs' reference reads it)."""
+    from . import demo
+
     parser = argparse.ArgumentParser(prog="python -m cbridge_magics")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("config", add_help=False,
@@ -29,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
                        description="Run the package's demo notebooks (server and client) "
                        "against the installed demo driver; write the executed notebooks, their "
                        "HTML and their plots into --out. Needs pip install 'cbridge[demo]'.")
-    from . import demo
-
     demo.add_arguments(d)
     p = sub.add_parser("install-kernel", help="install a kernelspec for this Python environment")
     p.add_argument("--name", default="cbridge", help="kernelspec name (default: cbridge)")
@@ -100,31 +121,30 @@ def main(argv: list[str] | None = None) -> int:
                    "at a time (default: about 64 MiB of them)")
     e.add_argument("--progress", action="store_true", help="a progress bar on stderr even "
                    "when it is not a terminal")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo.run_args(args)
-    if args.command == "c-schema":
-        return _c_schema(parser, args, argv)
-    if args.command == "replay":
-        return _replay(parser, args)
-    if args.command == "export":
-        return _export(args)
-    if args.command == "list-kernels":
-        for name, s in sorted(kernelspec.cbridge_kernels().items()):
-            spec = s["spec"]
-            meta = spec["metadata"]["cbridge"]
-            extras = [f"connects to {meta['connect']}"] if meta.get("connect") else []
-            extras += [f"env {k}={v}" for k, v in spec.get("env", {}).items()]
-            print(f"{name}\t{s['resource_dir']}\t{meta.get('python')}"
-                  + (f"\t{'; '.join(extras)}" if extras else ""))
-        return 0
-    if args.command == "remove-kernel":
-        try:
-            print(f"removed kernelspec {args.name!r} from {kernelspec.remove(args.name)}")
-        except ValueError as e:
-            print(f"remove-kernel: error: {e}", file=sys.stderr)
-            return 1
-        return 0
+    return parser
+
+
+def _list_kernels() -> int:
+    for name, s in sorted(kernelspec.cbridge_kernels().items()):
+        spec = s["spec"]
+        meta = spec["metadata"]["cbridge"]
+        extras = [f"connects to {meta['connect']}"] if meta.get("connect") else []
+        extras += [f"env {k}={v}" for k, v in spec.get("env", {}).items()]
+        print(f"{name}\t{s['resource_dir']}\t{meta.get('python')}"
+              + (f"\t{'; '.join(extras)}" if extras else ""))
+    return 0
+
+
+def _remove_kernel(name: str) -> int:
+    try:
+        print(f"removed kernelspec {name!r} from {kernelspec.remove(name)}")
+    except ValueError as e:
+        print(f"remove-kernel: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _install_kernel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     env = {}
     for item in args.env:
         key, eq, value = item.partition("=")

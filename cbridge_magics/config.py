@@ -90,9 +90,8 @@ def libs(static: bool = False) -> list[str]:
     return [f"-L{lib}", "-lcbridge", f"-Wl,-rpath,{lib}"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    from . import __version__
-
+def build_parser() -> argparse.ArgumentParser:
+    """``cbridge-config``'s parser (the docs' reference reads it)."""
     parser = argparse.ArgumentParser(
         prog="cbridge-config", description="Where cbridge's C library and demo are installed, "
         "for a C build: print the flags or paths asked for, in order, on one line.")
@@ -109,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             ("--modversion", "the version of cbridge")]:
         parser.add_argument(flag, action="append_const", const=flag, dest="asked", help=text)
     parser.add_argument("--static", action="store_true", help="--libs for static linking")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import __version__
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.asked:
         parser.print_help()

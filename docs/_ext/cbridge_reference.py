@@ -4,6 +4,8 @@ At ``builder-inited`` this writes Markdown pages into ``reference/generated/`` (
 
 - ``magics.md`` from the declarations ``%cbridge help`` reads (``magics.commands.COMMANDS``) and
   from ``%%cstruct``'s own argument parser;
+- ``command-line.md`` from the parsers of ``python -m cbridge_magics`` and ``cbridge-config``,
+  and the demo driver's ``--help``;
 - ``settings.md`` from the traitlets of ``CBridgeMagics`` and the Jupyter Server extension;
 - ``c-api.md`` from ``cbridge.h``: each declaration with the comment above it (``c_header.py``
   reads the header; ``tests/test_docs.py`` checks it against what libcbridge exports);
@@ -111,6 +113,37 @@ def magics_page() -> str:
     return "\n".join(out)
 
 
+def command_line_page() -> str:
+    import subprocess
+
+    from cbridge_magics import __main__ as cli
+    from cbridge_magics import config
+
+    out = ["# Command line", "",
+           "Generated from the programs' own parsers. `python` is the Python environment cbridge "
+           "is installed in.", ""]
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, p in sub.choices.items():
+        if name == "config":
+            p = config.build_parser()
+        p.prog = f"python -m cbridge_magics {name}"
+        about = (p.description or helps.get(name) or "").replace("%%", "%")
+        out += [f"(cli-{name})=", f"## `python -m cbridge_magics {name}`", "",
+                about[:1].upper() + about[1:] + ("" if about.endswith(".") else "."), "",
+                "```text", p.format_usage().strip().removeprefix("usage: "), "```", ""]
+        out += _options_table(p)
+        if name == "config":
+            out += ["The same program is installed as `cbridge-config`.", ""]
+    driver = subprocess.run([str(config.demo_driver()), "--help"], capture_output=True,
+                            text=True, timeout=30, check=True).stdout
+    out += ["(cli-demo-driver)=", "## `cbridge-demo-driver`", "",
+            "The demo driver (see {doc}`../demo-driver`), a C program; its `--help`:", "",
+            "```text", driver.rstrip(), "```", ""]
+    return "\n".join(out)
+
+
 def _traits(cls: type, section: str) -> list[str]:
     out = ["| setting | type | default | what it does |", "|---|---|---|---|"]
     for name, trait in sorted(cls.class_traits(config=True).items()):
@@ -203,6 +236,7 @@ def generate(app) -> None:  # type: ignore[no-untyped-def]
     out = root / "reference" / "generated"
     _write(out / "magics.md", magics_page())
     _write(out / "settings.md", settings_page())
+    _write(out / "command-line.md", command_line_page())
     _write(out / "python.md", python_page())
     _write(out / "c-api.md", c_api_page(root.parent / "c_driver" / "include" / "cbridge.h"))
 

@@ -1,6 +1,8 @@
-"""The README's code, run as a user pastes it: every fenced block carries a marker
-``<!-- readme-test: SCENARIO RUNNER -->`` (or ``skip: why``) on the line above it, and the blocks
-of a scenario run in README order, verbatim, from one folder:
+"""The code of the README, the how-to guides and the reference pages (docs/howto/,
+docs/reference/), run as a user pastes it:
+every fenced block carries a marker ``<!-- readme-test: SCENARIO RUNNER -->`` (or ``skip: why``)
+on the line above it, and the blocks of a scenario run in the page's order, verbatim, from one
+folder (the tutorials are notebooks the docs build runs: tests/test_docs.py):
 
 - ``kernel``: one cell in the scenario's real kernel (jupyter_client), which must not fail;
 - ``python``: a script run by the environment's Python;
@@ -10,7 +12,7 @@ of a scenario run in README order, verbatim, from one folder:
 
 The only change made to the text: the sockets under /tmp and port 8765 become private ones, so
 that a driver a user runs on this machine is never touched. A block without a marker fails the
-test, so the README cannot grow code that nobody runs or says why not.
+test, so no page can grow code that nobody runs or says why not.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import pytest
 from cbridge_magics.testing import ROOT, Kernel, wait_for
 
 README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs" / "howto").glob("*.md")),
+             *sorted((ROOT / "docs" / "reference").glob("*.md"))]
 BLOCK = re.compile(r"^(?:<!-- readme-test: (?P<marker>[^\n]*?) -->\n)?```(?P<lang>\w*)\n"
                    r"(?P<body>.*?)^```$", re.S | re.M)
 RUNNERS = ("kernel", "python", "sh", "background")
@@ -37,36 +41,49 @@ RUNNERS = ("kernel", "python", "sh", "background")
 
 @dataclass
 class Block:
-    line: int
+    where: str  # page:line
     lang: str
     body: str
     scenario: str | None  # None: skipped
     runner: str
 
 
-def blocks() -> list[Block]:
-    text = README.read_text()
+def blocks(page: Path = README, strict: bool = True) -> list[Block]:
+    """The page's code blocks; ``strict``: each must carry a marker (the test of that), else an
+    unmarked one is left out (collecting the scenarios must not fail the whole module)."""
+    text = page.read_text()
     out = []
     for m in BLOCK.finditer(text):
-        line = text[:m.start("lang")].count("\n") + 1
+        where = f"{page.relative_to(ROOT)}:{text[:m.start('lang')].count(chr(10)) + 1}"
         marker = m.group("marker")
         if not m.group("lang"):
             continue  # a drawing, not code
-        assert marker, f"README.md:{line}: a code block without <!-- readme-test: ... -->"
+        if not marker and not strict:
+            continue
+        assert marker, f"{where}: a code block without <!-- readme-test: ... -->"
         if marker.startswith("skip:"):
-            assert marker[5:].strip(), f"README.md:{line}: skip says why"
-            out.append(Block(line, m.group("lang"), m.group("body"), None, ""))
+            assert marker[5:].strip(), f"{where}: skip says why"
+            out.append(Block(where, m.group("lang"), m.group("body"), None, ""))
             continue
         scenario, runner = marker.split()
-        assert runner in RUNNERS, f"README.md:{line}: runner {runner!r}"
-        out.append(Block(line, m.group("lang"), m.group("body"), scenario, runner))
+        assert runner in RUNNERS, f"{where}: runner {runner!r}"
+        out.append(Block(where, m.group("lang"), m.group("body"), scenario, runner))
     return out
 
 
-def test_every_code_block_is_run_or_says_why_not():
-    found = blocks()
-    assert len(found) > 20
-    assert {b.scenario for b in found} == {None, "demo", "kernelspec", "c-program"}
+def scenarios() -> list[tuple[Path, str]]:
+    return [(page, name) for page in DOCUMENTS
+            for name in dict.fromkeys(b.scenario for b in blocks(page, strict=False)
+                                      if b.scenario)]
+
+
+def page_id(page: Path) -> str:
+    return page.name if page == README else f"{page.parent.name}-{page.name}"
+
+
+@pytest.mark.parametrize("page", DOCUMENTS, ids=page_id)
+def test_every_code_block_is_run_or_says_why_not(page):
+    blocks(page)  # a block without a marker, or a skip without a reason, fails here
 
 
 class Scenario:
@@ -85,7 +102,7 @@ class Scenario:
 
     def run(self, block: Block) -> None:
         text = self.text(block.body)
-        where = f"README.md:{block.line}"
+        where = block.where
         if block.runner == "kernel":
             if self.kernel is None:
                 self.kernel = Kernel(cwd=str(self.work))
@@ -95,7 +112,7 @@ class Scenario:
                                              f"{reply.get('evalue')}\n{res['stderr']}")
             assert "Traceback" not in res["stderr"] + res["stdout"], (where, res["stderr"])
         elif block.runner == "python":
-            script = self.work / f"readme_{block.line}.py"
+            script = self.work / f"block_{block.where.rsplit(':', 1)[1]}.py"
             script.write_text(text)
             done = subprocess.run([sys.executable, str(script)], cwd=self.work, env=self.env,
                                   capture_output=True, text=True, timeout=120)
@@ -150,24 +167,29 @@ class Scenario:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("name", ["demo", "kernelspec", "c-program"])
-def test_scenario(name, tmp_path):
+@pytest.mark.parametrize("page,name", scenarios(),
+                         ids=lambda x: page_id(x) if isinstance(x, Path) else x)
+def test_scenario(page, name, tmp_path):
     work = tmp_path / name
     work.mkdir()
     if name == "c-program":  # "the example's files are c_driver/examples/minimal.c and ..."
         for f in ("minimal.c", "minimal_messages.h"):
             shutil.copy(ROOT / "c_driver" / "examples" / f, work / f)
     scenario = Scenario(work)
-    ran = [b for b in blocks() if b.scenario == name]
+    ran = [b for b in blocks(page) if b.scenario == name]
     try:
         for block in ran:
             scenario.run(block)
     finally:
         scenario.close()
-    # what the blocks leave behind, as a user would find it
+    # what the README's blocks leave behind, as a user would find it
     runners = {b.runner for b in ran}
+    if page != README:
+        return
     if name == "demo":
-        assert runners == {"background", "kernel", "python", "sh"}
+        assert runners == {"background", "kernel"}
+        return
+    if name == "demo-data":  # moved: see the how-to checks below
         assert (work / "run.cbrec").stat().st_size > 1000
         # the exports the README makes, as their own readers see them
         import pyarrow.parquet as pq
