@@ -72,6 +72,7 @@ test: house test-c test-py test-asan
 # without a reason at its top (tools/house.py says which).
 house: setup
 	$(VPY) tools/house.py
+	$(VPY) tools/c_layers.py
 
 test-c:
 	$(MAKE) -C c_driver test

@@ -1,6 +1,7 @@
-/* client.c -- one connection of the libcbridge server: its output queue
- * (bounded for streams), replies and ERRORs, stream fan-out, and reading,
- * framing and dispatching what it sends. The server loop is server.c. */
+/* client.c -- one connection of the libcbridge server: its life (made at
+ * accept, closed, freed), its output queue (bounded for streams), replies
+ * and ERRORs, stream fan-out, and reading, framing and dispatching what it
+ * sends. The server loop is server.c. */
 
 #define _GNU_SOURCE /* MSG_NOSIGNAL, MSG_DONTWAIT with -std=c11 */
 
@@ -21,12 +22,25 @@
 #define CB_READ_KEEP 65536          /* larger read buffers are shrunk when idle */
 
 /* ========================================================================
- * Output: per-client queues, bounded for streams
+ * A client's life: added at accept, closed, freed by the server's sweep
  * ======================================================================== */
 
-/* Queued output beyond which a client is taken as not reading at all. */
-static size_t cb_hard_cap(const cb_server *s) {
-    return 2 * s->out_limit + CB_HEADER_SIZE + s->max_payload;
+/* A client for the accepted fd, in the server's table; NULL (fd closed) on OOM.
+ * Made here, beside cb_client_free, so that one file owns what a client holds. */
+cb_client *cb_client_add(cb_server *s, int fd) {
+    cb_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        cb_log(s, "accept: out of memory");
+        cb_close_fd(fd);
+        return NULL;
+    }
+    c->fd = fd;
+    c->id = s->next_id++;
+    s->clients[s->nclients++] = c;
+    s->stats.clients++;
+    s->stats.clients_total++;
+    cb_log(s, "client %" PRIu64 " connected (%" PRIu64 " clients)", c->id, s->stats.clients);
+    return c;
 }
 
 /* Close a client now; the sweep at the end of the round frees it. */
@@ -47,6 +61,15 @@ void cb_client_free(cb_client *c) {
     free(c->out);
     free(c->subs);
     free(c);
+}
+
+/* ========================================================================
+ * Output: per-client queues, bounded for streams
+ * ======================================================================== */
+
+/* Queued output beyond which a client is taken as not reading at all. */
+static size_t cb_hard_cap(const cb_server *s) {
+    return 2 * s->out_limit + CB_HEADER_SIZE + s->max_payload;
 }
 
 /* A write failed. A peer that closed (EPIPE, ECONNRESET) may have sent frames we have not read

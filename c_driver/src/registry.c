@@ -170,8 +170,7 @@ int cb_register_type(cb_server *s, uint32_t id, const char *name, size_t size,
     }
     s->types = grown;
     s->types[s->ntypes++] = t;
-    free(s->hello); /* HELLO lists the types */
-    s->hello = NULL;
+    cb_hello_invalidate(s); /* HELLO lists the types */
     return CB_OK;
 
 oom:
@@ -242,8 +241,7 @@ int cb_register_enum(cb_server *s, const char *name, const cb_enum_const *consts
     s->enums[s->nenums].n = nconsts;
     s->nenums++;
     s->nenum_consts += nconsts;
-    free(s->hello); /* HELLO lists the enums */
-    s->hello = NULL;
+    cb_hello_invalidate(s); /* HELLO lists the enums */
     return CB_OK;
 
 oom:
@@ -283,8 +281,7 @@ void cb_types_free(cb_server *s) {
     s->enum_consts = NULL;
     s->enums = NULL;
     s->nenum_consts = s->nenums = 0;
-    free(s->hello);
-    s->hello = NULL;
+    cb_hello_invalidate(s);
 }
 
 /* ========================================================================
@@ -354,6 +351,14 @@ static void cb_sbuf_json_str(cb_sbuf *b, const char *str) {
         }
     }
     cb_sbuf_printf(b, "\"");
+}
+
+/* The cached HELLO is dropped here and nowhere else: whatever changes what it says (types,
+ * enums, max_payload) calls this, and cb_server_hello builds it again when next asked. */
+void cb_hello_invalidate(cb_server *s) {
+    free(s->hello);
+    s->hello = NULL;
+    s->hello_len = 0;
 }
 
 const char *cb_server_hello(cb_server *s, size_t *len) {

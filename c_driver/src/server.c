@@ -1,6 +1,6 @@
-/* server.c -- the libcbridge server: its state, settings and log lines,
- * listening on the Unix socket, accepting, the poll() loop, wakeup and the
- * counters. What happens on one connection is client.c. */
+/* server.c -- the libcbridge server: its state and settings, listening on
+ * the Unix socket, accepting, the poll() loop, wakeup and the counters.
+ * What happens on one connection is client.c. */
 
 #define _GNU_SOURCE /* ppoll */
 
@@ -9,10 +9,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,39 +26,6 @@
  * Server state
  * ======================================================================== */
 
-void cb_set_error(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    if (!err || errlen == 0) return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-void cb_log(cb_server *s, const char *fmt, ...) {
-    char line[CB_MSG_MAX + 128];
-    int n;
-    va_list ap;
-    if (!s->log_fn && !s->log_file) return;
-    n = snprintf(line, sizeof(line), "%s: ", s->driver);
-    if (n < 0 || (size_t)n >= sizeof(line)) n = 0;
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (s->log_fn) {
-        s->log_fn(s->log_user, line);
-    } else {
-        fprintf(s->log_file, "%s\n", line);
-        fflush(s->log_file);
-    }
-}
-
-char *cb_strdup(const char *src) {
-    size_t n = strlen(src) + 1;
-    char *p = malloc(n);
-    if (p) memcpy(p, src, n);
-    return p;
-}
-
 static int cb_set_nonblock_cloexec(char *err, size_t errlen, int fd) {
     int flags = fcntl(fd, F_GETFL);
     if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
@@ -73,11 +38,6 @@ static int cb_set_nonblock_cloexec(char *err, size_t errlen, int fd) {
         return CB_ERR;
     }
     return CB_OK;
-}
-
-void cb_close_fd(int fd) {
-    /* close() is not retried on EINTR: on Linux the fd is gone either way. */
-    if (fd >= 0) close(fd);
 }
 
 cb_server *cb_server_new(const char *driver, const char *version) {
@@ -148,8 +108,7 @@ int cb_server_set_max_payload(cb_server *s, uint32_t bytes) {
         return CB_ERR;
     }
     s->max_payload = bytes;
-    free(s->hello); /* max_payload is part of HELLO */
-    s->hello = NULL;
+    cb_hello_invalidate(s); /* max_payload is part of HELLO */
     return CB_OK;
 }
 
@@ -341,23 +300,6 @@ static void cb_refuse(cb_server *s, int fd) {
     cb_close_fd(fd);
     s->stats.clients_refused++;
     cb_log(s, "refused a connection: too many clients (%zu)", s->max_clients);
-}
-
-/* A client for the accepted fd, in the table; NULL (fd closed) on OOM. */
-static cb_client *cb_client_add(cb_server *s, int fd) {
-    cb_client *c = calloc(1, sizeof(*c));
-    if (!c) {
-        cb_log(s, "accept: out of memory");
-        cb_close_fd(fd);
-        return NULL;
-    }
-    c->fd = fd;
-    c->id = s->next_id++;
-    s->clients[s->nclients++] = c;
-    s->stats.clients++;
-    s->stats.clients_total++;
-    cb_log(s, "client %" PRIu64 " connected (%" PRIu64 " clients)", c->id, s->stats.clients);
-    return c;
 }
 
 static void cb_accept(cb_server *s) {
