@@ -8,58 +8,52 @@ keeps a bounded history of streamed records per type, calls subscribers, and rec
     b.close()
 
 This module is over 400 lines because the Bridge is one object whose reader thread, send lock and
-pending-request table share state under rules that read best in one place; what could leave did
-(typemap, history, switch_interval, wire.transports, wire.raw, recording). Its subscription
-handling (streams and the three helpers after it) could be the next to go.
+pending-request table share state under rules that read best in one place. What has state of its
+own and takes no lock lives elsewhere: the types and their rings (typemap, history), opening a
+link (wire.handshake, wire.raw), the wire's stream filter (wire.stream_filter), the error log
+(error_log), the waits between reconnects (backoff), recordings and relays.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextvars
+import dataclasses
 import enum
 import itertools
 import logging
-import random
 import threading
 import time
-import weakref
 from collections import deque
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from . import backoff, daemons
 from .cstruct.bitfields import column
-from .errors import (
-    CBridgeError,
-    DriverError,
-    DriverUnavailable,
-    LayoutMismatch,
-    NotSupported,
-    ProtocolError,
-    RequestTimeout,
-)
+from .error_log import ErrorLog
+from .errors import (CBridgeError, DriverError, DriverUnavailable, LayoutMismatch, NotSupported,
+                     ProtocolError, RequestTimeout)
 from .history import History
+from .link_stats import LinkStats
+from .reply_slot import ReplySlot
 from .switch_interval import hold_switch_interval, release_switch_interval
 from .typemap import Subscriber, TypeEntry, TypeMap
+from .wire import raw
 from .wire._wire import FrameReader
 from .wire.codes import MAX_PAYLOAD_BOUND, MAX_PING_PAYLOAD, ControlType, ErrorCode, Flag
-from .wire.frames import pack_frame, pack_subscribe, parse_dropped, parse_error
-from .wire.hello import Schema, parse_hello
-from .wire.layout import LayoutReport, layout_of
-from .wire.raw import RECV_ID, RawTransport, raw_schema
-from .wire.transports import Transport, transport_for
+from .wire.frames import pack_frame, parse_dropped, parse_error
+from .wire.handshake import open_link
+from .wire.hello import Schema
+from .wire.layout import LayoutReport
+from .wire.stream_filter import StreamFilter
+from .wire.transports import Transport
 
 log = logging.getLogger(__name__)
 
 _REPLY = int(Flag.REPLY)
-_HELLO = int(ControlType.HELLO)
 _ERROR = int(ControlType.ERROR)
 _PING = int(ControlType.PING)
 _SUBSCRIBE = int(ControlType.SUBSCRIBE)
-_OVERLOAD_LOG_EVERY = 5.0  # seconds between two log lines about dropped stream frames
 CLOSE_LINGER = 1.0  # seconds close() waits for the other end to close after our last frames
-ERRORS_LOGGED_PER_SECOND = 5  # the rest are counted: a flood of ERROR frames never floods a log
 
 
 class State(str, enum.Enum):
@@ -69,61 +63,21 @@ class State(str, enum.Enum):
     CLOSED = "closed"
 
 
-class _Pending:
-    """One request in flight. The lock starts held; whoever resolves it releases it exactly once
-    (the pending table is popped before resolving, so only one party can)."""
-
-    __slots__ = ("lock", "frame", "error")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.frame: tuple[int, bytes] | None = None
-        self.error: BaseException | None = None
-
-    def resolve(self, type_id: int, payload: bytes) -> None:
-        self.frame = (type_id, payload)
-        self.lock.release()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.lock.release()
-
-
 class Bridge:
     """A connection to one driver. Create it with ``connect()``; see the module docstring."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        history: int = 100_000,
-        reconnect: bool = True,
-        types: Iterable[type] | Mapping[str, type] = (),
-        timeout: float = 5.0,
-        backoff: tuple[float, float] = (0.05, 2.0),
-        token: str | None = None,
-        recv: type | None = None,
-        send: type | None = None,
-        streams: Iterable[str] | None = None,
-        ca_file: str | None = None,
-        max_payload: int = MAX_PAYLOAD_BOUND,
-    ) -> None:
+    def __init__(self, url: str, *, history: int = 100_000, reconnect: bool = True,
+                 types: Iterable[type] | Mapping[str, type] = (), timeout: float = 5.0,
+                 backoff: tuple[float, float] = (0.05, 2.0), token: str | None = None,
+                 recv: type | None = None, send: type | None = None,
+                 streams: Iterable[str] | None = None, ca_file: str | None = None,
+                 max_payload: int = MAX_PAYLOAD_BOUND) -> None:
         if history < 0:
             raise ValueError("history must be >= 0")
+        values = list(types.values() if isinstance(types, Mapping) else types)
         # A raw link (a program that speaks bare structs): the classes stand in for the HELLO.
-        self._raw: Schema | None = None
+        self._raw, values = raw.link(url, recv, send, values)
         self._send_class = send
-        if url.startswith("raw+"):
-            if recv is None:
-                raise ValueError(f"{url.split('?', 1)[0]} is a raw link: say what it sends with "
-                                 "recv=Class (and what it takes with send=Class)")
-            self._raw = raw_schema(url, dict(layout_of(recv)),
-                                   dict(layout_of(send)) if send is not None else None)
-            types = [*(types.values() if isinstance(types, Mapping) else types),
-                     *(c for c in (recv, send) if c is not None)]
-        elif recv is not None or send is not None:
-            raise ValueError("recv= and send= are for raw links (raw+unix://, raw+tcp://)")
         self.url = url
         self.name = url.split("?", 1)[0]  # the URL for messages and logs: never the token
         self.token = token  # for ws:// URLs: sent as "Authorization: token ..."
@@ -142,73 +96,50 @@ class Bridge:
         self._timed_out: deque[int] = deque(maxlen=1024)  # seqs of the latest timeouts
         self.lost_bytes = 0  # raw links: bytes of records cut off by the end of a connection
         self.last_error: str | None = None
-        values = types.values() if isinstance(types, Mapping) else types
         self._types = TypeMap(values, history)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, ReplySlot] = {}
         self._seq = itertools.count(1)
         self._send_lock = threading.Lock()
         self._transport: Transport | None = None
         self._stream_seq: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._errors: deque[str] = deque(maxlen=50)
-        self.errors_seen = 0  # background errors in all (refusals, bad frames, ERROR frames)
-        self.errors_unlogged = 0  # of which over the log's rate: counted only
-        self._log_window = -1.0
-        self._log_budget = 0
-        self._log_skipped = 0
+        self._errors = ErrorLog(self.name, log)
         self.relays: list[Any] = []  # Relay servers started by serve(), stopped by close()
         self.recorders: list[Any] = []  # recordings started by record(), stopped by close()
-        # SUBSCRIBE: the stream types wanted (None: all), their ids in the current schema (the
-        # filter applied here too), and whether the driver filters for us.
-        self._streams: tuple[str, ...] | None = None if streams is None else tuple(streams)
-        self._stream_ids: frozenset[int] | None = None
-        self._subscribe_seq: int | None = None
-        self.subscribe_supported: bool | None = None
-        self._overload_logged = -_OVERLOAD_LOG_EVERY
+        self._wire_filter = StreamFilter(streams)  # SUBSCRIBE: the stream types wanted
+
+    @property
+    def errors_seen(self) -> int:
+        """Background errors in all (refusals, bad frames, ERROR frames from the driver)."""
+        return self._errors.seen
+
+    @property
+    def errors_unlogged(self) -> int:
+        """Background errors over the log's rate: counted, not logged."""
+        return self._errors.unlogged
+
+    @property
+    def subscribe_supported(self) -> bool | None:
+        """Whether the driver filters stream types for this link (SUBSCRIBE): None until it
+        answered one; False: they are filtered here."""
+        return self._wire_filter.supported
 
     # --- connection life -------------------------------------------------------------------
 
     def _handshake(self) -> tuple[Transport, FrameReader, Schema, list]:
         """Open a new link, read its HELLO, check every known class against it."""
         if self._raw is not None:
-            raw = RawTransport(self.url, self._raw.by_id[RECV_ID].size)
-            raw.open(self.connect_timeout)
-            return raw, None, self._raw, []  # type: ignore[return-value]
-        transport = transport_for(self.url, token=self.token, ca_file=self.ca_file)
-        transport.open(self.connect_timeout)
-        try:
-            # Read the HELLO (and what came with it) allowing up to our bound, then hold frames
-            # to the limit the driver announced.
-            reader = FrameReader(self.max_payload)
-            try:
-                frames = transport.read(reader, timeout=self.connect_timeout)
-            except TimeoutError:
-                raise DriverUnavailable(f"{self.name} sent no HELLO within {self.connect_timeout} s") from None
-            type_id, _flags, _seq, payload = frames[0]
-            if type_id == _ERROR:
-                code, message = parse_error(payload)
-                raise DriverUnavailable(f"{self.name} refused the connection: {DriverError(code, message)}")
-            if type_id != _HELLO:
-                raise ProtocolError(f"{self.name} sent type {type_id} before its HELLO")
-            schema = parse_hello(payload)
-            if schema.max_payload > self.max_payload:
-                raise DriverUnavailable(
-                    f"{self.name} sends frames of up to {schema.max_payload} bytes, more than "
-                    f"this Bridge takes ({self.max_payload}): connect with "
-                    f"max_payload={schema.max_payload} (%cbridge connect --max-payload)")
-            reader.limit(schema.max_payload)
-            self._types.check(schema)
-            return transport, reader, schema, frames[1:]
-        except BaseException:
-            transport.close()
-            raise
+            return raw.open_raw(self.url, self._raw, self.connect_timeout)
+        return open_link(self.url, timeout=self.connect_timeout, token=self.token,
+                         ca_file=self.ca_file, max_payload=self.max_payload,
+                         check=self._types.check)
 
     def _start(self) -> None:
         transport, reader, schema, early = self._handshake()
-        if self._streams is not None:  # the filter stands before the first frame is read
+        if self._wire_filter.active:  # the filter stands before the first frame is read
             try:
-                self._stream_ids = self._stream_ids_of(schema, self._streams)
+                self._wire_filter.resolve(schema)
             except ValueError:
                 transport.close()
                 raise
@@ -219,17 +150,11 @@ class Bridge:
         self.state = State.CONNECTED
         _live.add(self)
         hold_switch_interval()
-        # A fresh Context: the thread must not carry the contextvars of the cell that started it.
-        self._thread = threading.Thread(
-            target=contextvars.Context().run,
-            args=(self._run, transport, reader, early),
-            name=f"cbridge-reader {self.name}",
-            daemon=True,
-        )
-        self._thread.start()
-        if self._streams is not None:
+        self._thread = daemons.start(self._run, transport, reader, early,
+                                     name=f"cbridge-reader {self.name}")
+        if self._wire_filter.active:
             try:
-                self.streams(self._streams)
+                self.streams(self._wire_filter.names)
             except BaseException:
                 self.close()
                 raise
@@ -257,10 +182,8 @@ class Bridge:
             if thread is not None:
                 thread.join(min(CLOSE_LINGER, timeout))
             transport.shutdown()  # the other end did not close in time: wake the reader
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("reader thread of %s did not stop within %s s", self.name, timeout)
+        if not daemons.join(thread, timeout):
+            log.warning("reader thread of %s did not stop within %s s", self.name, timeout)
         if transport is not None:
             transport.close()
         self._transport = None
@@ -323,9 +246,7 @@ class Bridge:
         self._fail_pending(DriverUnavailable(f"{self.name}: connection lost ({reason})"))
 
     def _reconnect(self) -> tuple[Transport, FrameReader, list] | None:
-        base, cap = self.backoff
-        for attempt in itertools.count():
-            delay = min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2)
+        for delay in backoff.delays(*self.backoff):
             if self._stop.wait(delay):
                 return None
             try:
@@ -349,8 +270,8 @@ class Bridge:
             if self._stop.is_set():  # close() ran meanwhile and did not see this transport
                 transport.close()
                 return None
-            if self._streams is not None:  # the new link gets the same subscription
-                self._subscribe_async()
+            if self._wire_filter.active:  # the new link gets the same subscription
+                self._renew_wire_filter()
             return transport, reader, early
         return None  # unreachable; keeps type checkers content
 
@@ -365,8 +286,8 @@ class Bridge:
                 pending = self._pending.pop(seq, None)
                 if pending is not None:
                     pending.resolve(type_id, payload)
-                elif seq == self._subscribe_seq:
-                    refused = self._subscribed(type_id, payload)
+                elif seq == self._wire_filter.seq:
+                    refused = self._wire_filter.answer(type_id, payload, self.name, log)
                     if refused is not None:
                         self._note_error(f"SUBSCRIBE after the reconnect refused: {refused}")
                 elif seq in self._timed_out:
@@ -391,7 +312,7 @@ class Bridge:
         if expected is not None and seq != expected:
             self.stream_gaps += (seq - expected) & 0xFFFFFFFF
         self._stream_seq = (seq + 1) & 0xFFFFFFFF
-        if self._stream_ids is not None and entry.info.id not in self._stream_ids:
+        if not self._wire_filter.passes(entry.info.id):
             return  # not subscribed: a driver without SUBSCRIBE still sends it
         size = entry.info.size
         stats = entry.stats
@@ -414,30 +335,13 @@ class Bridge:
         code, message = parse_error(payload)
         if code == ErrorCode.OVERLOADED:
             self.dropped_frames += parse_dropped(message)
-            # A slow reader gets a notice per burst: say so once in a while, with the total.
-            now = time.monotonic()
-            if now - self._overload_logged < _OVERLOAD_LOG_EVERY:
-                return
-            self._overload_logged = now
+            if not self._errors.overloaded():
+                return  # a notice per burst: said once in a while, with the total
             message = f"{message} (this reader is slower than the stream; {self.dropped_frames} dropped in all)"
         self._note_error(str(DriverError(code, message)))
 
     def _note_error(self, text: str) -> None:
-        """Keep a background error and log it, at most ERRORS_LOGGED_PER_SECOND a second; the
-        next line logged says how many were skipped."""
-        self._errors.append(text)
-        self.errors_seen += 1
-        now = time.monotonic()
-        if now - self._log_window >= 1.0:
-            self._log_window, self._log_budget = now, ERRORS_LOGGED_PER_SECOND
-        if self._log_budget == 0:
-            self._log_skipped += 1
-            self.errors_unlogged += 1
-            return
-        self._log_budget -= 1
-        skipped, self._log_skipped = self._log_skipped, 0
-        more = f" ({skipped} more errors since the last one logged)" if skipped else ""
-        log.warning("%s: %s%s", self.name, text, more)
+        self._errors.note(text)
 
     def _fail_pending(self, error: CBridgeError) -> None:
         while self._pending:
@@ -449,7 +353,7 @@ class Bridge:
 
     # --- requests --------------------------------------------------------------------------
 
-    def _post(self, type_id: int, payload: bytes, pending: _Pending | None) -> int:
+    def _post(self, type_id: int, payload: bytes, pending: ReplySlot | None) -> int:
         """Send one frame; with ``pending``, register it under the frame's seq first."""
         with self._send_lock:
             if self.state is not State.CONNECTED or self._transport is None:
@@ -468,7 +372,7 @@ class Bridge:
         return seq
 
     def _call(self, type_id: int, payload: bytes, timeout: float) -> tuple[int, bytes]:
-        pending = _Pending()
+        pending = ReplySlot()
         seq = self._post(type_id, payload, pending)
         try:
             got = pending.lock.acquire(timeout=timeout)
@@ -501,25 +405,18 @@ class Bridge:
         """Send a struct instance without waiting; returns its seq. An ERROR reply is logged.
         On a raw link ``bytes(obj)`` is written as it is, and ``obj`` must be of the send class."""
         if self._raw is not None:
-            send = self._send_class
-            if send is None or layout_of(type(obj))["name"] != layout_of(send)["name"]:
-                raise TypeError(f"{self.name} takes {send.__name__ if send else 'nothing'}"
-                                f"{'' if send else ' (connect with send=Class)'}, not "
-                                f"{type(obj).__name__}")
+            raw.check_send(self.name, obj, self._send_class)
         return self._post(self._types.type_id(obj, self.name), bytes(obj), None)
 
     def _refuse_on_raw(self, what: str) -> None:
         if self._raw is not None:
-            raise NotSupported(f"{what} needs a cbridge driver: nothing on the raw link "
-                               f"{self.name} pairs a reply with its request. Use send(), and read "
-                               "what comes back with history() or subscribe()")
+            raise raw.refusal(what, self.name)
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Any:
-        """Serve this driver to remote notebooks over a WebSocket; returns the running Relay.
+        """Serve this driver to remote notebooks over a WebSocket; returns the running
+        ``relay.Relay`` (its keywords: token, allowed_origins, queue_bytes, ...).
 
             relay = b.serve(port=8765); relay.url   # ws://127.0.0.1:8765/?token=...
-
-        ``options`` go to ``relay.Relay`` (token, allowed_origins, queue_bytes, ...).
         """
         from .relay import Relay
 
@@ -528,23 +425,15 @@ class Bridge:
         self.relays.append(relay)
         return relay
 
-    def record(self, path: str, types: Iterable[str] | None = None, max_bytes: int | None = None,
-               sent: bool = False, append: bool = False, queue_bytes: int = 64 << 20) -> Any:
-        """Record what this Bridge receives to ``path`` (docs/reference/recording-format.md); returns the
-        running Recorder (``stop()``, ``stats()``).
+    def record(self, path: str, **options: Any) -> Any:
+        """Record what this Bridge receives to ``path``; returns the running
+        ``recording.Recorder`` (its keywords: types, max_bytes, sent, append, queue_bytes).
 
             rec = b.record("run.cbrec", types=["Telemetry", "Status"], max_bytes=10 << 30)
-
-        ``types``: only these (default: every frame, replies and errors too); ``sent``: also
-        the frames this Bridge sends (their headers are always kept, to pair replies with
-        requests); ``append``: add to an existing recording instead of refusing it. Frames the
-        disk cannot keep up with (more than ``queue_bytes`` waiting) are dropped and counted,
-        never waited for.
         """
         from .recording import Recorder
 
-        rec = Recorder(path, types=types, max_bytes=max_bytes, sent=sent, append=append,
-                       queue_bytes=queue_bytes, name=self.name)
+        rec = Recorder(path, name=self.name, **options)
         with self._send_lock:  # the HELLO first, then the frames of the same link
             if self.schema is not None:
                 rec.hello(self.schema, time.time())
@@ -572,52 +461,24 @@ class Bridge:
             b.streams(["Telemetry"])
         """
         self._refuse_on_raw("streams()")
-        wanted = None if names is None else tuple(dict.fromkeys(names))
         schema = self.schema
         if schema is None:
             raise DriverUnavailable(f"{self.name}: no driver schema yet")
-        self._stream_ids = self._stream_ids_of(schema, wanted)
-        self._streams = wanted
-        type_id, payload = self._call(_SUBSCRIBE, pack_subscribe(sorted(self._stream_ids or ())),
-                                      timeout)
-        refused = self._subscribed(type_id, payload)
+        wanted = self._wire_filter
+        payload = wanted.resolve(schema, names)
+        refused = wanted.answer(*self._call(_SUBSCRIBE, payload, timeout), self.name, log)
         if refused is not None:
             raise refused
-        return list(wanted or schema.by_name)
+        return list(wanted.names or schema.by_name)
 
-    @staticmethod
-    def _stream_ids_of(schema: Schema, names: tuple[str, ...] | None) -> frozenset[int] | None:
-        unknown = [n for n in names or () if n not in schema.by_name]
-        if unknown:
-            raise ValueError(f"streams: the driver has no {', '.join(unknown)} (it has "
-                             f"{', '.join(schema.by_name)})")
-        return None if names is None else frozenset(schema.by_name[n].id for n in names)
-
-    def _subscribe_async(self) -> None:
+    def _renew_wire_filter(self) -> None:
         """After a reconnect (on the reader thread, which cannot wait for its own reply): the
-        same names, resolved in the new schema, sent without waiting; _subscribed sees the reply."""
-        schema = self.schema
-        names = [n for n in self._streams or () if schema is not None and n in schema.by_name]
-        self._stream_ids = frozenset(schema.by_name[n].id for n in names) if schema else None
+        same names, in the new schema, sent without waiting; the reader sees the answer."""
+        names, payload = self._wire_filter.renew(self.schema)  # type: ignore[arg-type]
         try:
-            self._subscribe_seq = self._post(_SUBSCRIBE, pack_subscribe(sorted(self._stream_ids)),
-                                             None)
+            self._wire_filter.seq = self._post(_SUBSCRIBE, payload, None)
         except CBridgeError as e:
             self._note_error(f"could not subscribe to {', '.join(names)}: {e}")
-
-    def _subscribed(self, type_id: int, payload: bytes) -> DriverError | None:
-        """The answer to a SUBSCRIBE: the driver filters, or (ERROR 4 from a driver that has
-        no SUBSCRIBE) we filter here; any other refusal is returned."""
-        if type_id == _SUBSCRIBE:
-            self.subscribe_supported = True
-            return None
-        code, message = parse_error(payload) if type_id == _ERROR else (0, f"type {type_id}")
-        if code == ErrorCode.UNKNOWN_TYPE and self.subscribe_supported is not True:
-            if self.subscribe_supported is None:
-                log.info("%s has no SUBSCRIBE: stream types are filtered here", self.name)
-            self.subscribe_supported = False
-            return None
-        return DriverError(code, f"SUBSCRIBE refused: {message}")
 
     def stop_serving(self) -> list[Any]:
         """Stop every relay started by serve(); returns them (stopped). Safe to call twice."""
@@ -683,15 +544,7 @@ class Bridge:
         ``records`` is a read-only numpy structured array of the frame's records. Exceptions are
         logged, never fatal. Returns a function that unsubscribes.
         """
-        self._types.entry(type_name)
-        subs = self._types.subscribers.setdefault(type_name, [])
-        subs.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in subs:
-                subs.remove(callback)
-
-        return unsubscribe
+        return self._types.subscribe(type_name, callback)
 
     def history(self, type_name: str, n: int | None = None) -> np.ndarray:
         """The latest records of a type (at most the bridge's ``history`` size), oldest first."""
@@ -703,45 +556,23 @@ class Bridge:
         entry = self._types.entry(type_name)
         return column(entry.history.latest(n), entry.info.layout, field)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for status displays: per type frames/records, drops, gaps, reconnects."""
-        return {
-            "state": self.state.value,
-            "url": self.name,
-            "driver": self.schema.driver if self.schema else None,
-            "types": {name: vars(s).copy() for name, s in self._types.stats.items()},
-            "dropped_frames": self.dropped_frames,
-            "stream_gaps": self.stream_gaps,
-            "refused_sends": self.refused_sends,
-            "late_replies": self.late_replies,
-            "lost_bytes": self.lost_bytes,
-            "reconnects": self.reconnects,
-            "pending": len(self._pending),
-            "last_error": self.last_error,
-            "recent_errors": list(self._errors),
-            "errors_seen": self.errors_seen,
-            "errors_unlogged": self.errors_unlogged,
-            "recordings": [rec.stats() for rec in self.recorders],
-            "streams": None if self._streams is None else list(self._streams),
-        }
+    def stats(self) -> LinkStats:
+        """The link's counters now: per type frames and records, drops, gaps, reconnects."""
+        return LinkStats(
+            state=self.state.value, url=self.name,
+            driver=self.schema.driver if self.schema else None,
+            types={name: dataclasses.replace(s) for name, s in self._types.stats.items()},
+            dropped_frames=self.dropped_frames, stream_gaps=self.stream_gaps,
+            refused_sends=self.refused_sends, late_replies=self.late_replies,
+            lost_bytes=self.lost_bytes, reconnects=self.reconnects, pending=len(self._pending),
+            last_error=self.last_error, recent_errors=list(self._errors.recent),
+            errors_seen=self.errors_seen, errors_unlogged=self.errors_unlogged,
+            recordings=[rec.stats() for rec in self.recorders],
+            streams=None if self._wire_filter.names is None else list(self._wire_filter.names))
 
 
-def connect(
-    url: str,
-    *,
-    history: int = 100_000,
-    reconnect: bool = True,
-    types: Iterable[type] | Mapping[str, type] = (),
-    timeout: float = 5.0,
-    token: str | None = None,
-    recv: type | None = None,
-    send: type | None = None,
-    streams: Iterable[str] | None = None,
-    ca_file: str | None = None,
-    backoff: tuple[float, float] = (0.05, 2.0),
-    max_payload: int = MAX_PAYLOAD_BOUND,
-) -> Bridge:
-    """Connect to a driver and start the reader thread.
+def connect(url: str, **options: Any) -> Bridge:
+    """Connect to a driver and start the reader thread; ``options`` are the Bridge's keywords.
 
     ``url`` is ``unix:///path/to.sock`` (the driver) or ``ws://host:port/?token=...`` (a relay;
     the token may also be given as ``token=``). ``types`` are compiled struct classes to check
@@ -760,17 +591,9 @@ def connect(
         b = connect("unix:///tmp/cbridge-demo.sock", history=10_000)
         m = connect("raw+tcp://10.0.0.7:5025", recv=Measurement, send=Command)
     """
-    bridge = Bridge(url, history=history, reconnect=reconnect, types=types, timeout=timeout,
-                    token=token, recv=recv, send=send, streams=streams, ca_file=ca_file,
-                    backoff=backoff, max_payload=max_payload)
+    bridge = Bridge(url, **options)
     bridge._start()
     return bridge
 
 
-_live: "weakref.WeakSet[Bridge]" = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for bridge in list(_live):
-        bridge.close(timeout=1.0)
+_live: "daemons.Running[Bridge]" = daemons.Running(lambda bridge: bridge.close(timeout=1.0))

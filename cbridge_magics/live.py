@@ -20,25 +20,23 @@ is shared, and a panel's callback may start a plot on a subshell thread while ot
 
 from __future__ import annotations
 
-import atexit
-import contextvars
 import io
 import itertools
 import logging
 import threading
 import time
-import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from . import daemons
 from .cstruct import bitfields
 
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
-_live: "weakref.WeakSet[LivePlot]" = weakref.WeakSet()
+_live: "daemons.Running[LivePlot]" = daemons.Running(lambda plot: plot.stop(timeout=1.0))
 _render_lock = threading.Lock()  # one Agg draw at a time in this process (shared font cache)
 
 
@@ -304,11 +302,7 @@ class LivePlot:
         else:
             self._handle = display(Image(data=self.last_png, format="png"), display_id=True)
         _live.add(self)
-        # A fresh Context: the thread must not carry the contextvars (the parent cell) of this one.
-        self._thread = threading.Thread(
-            target=contextvars.Context().run, args=(self._run,),
-            name=f"cbridge-plot {self.id}", daemon=True)
-        self._thread.start()
+        self._thread = daemons.start(self._run, name=f"cbridge-plot {self.id}")
         return self
 
     def _run(self) -> None:
@@ -337,8 +331,7 @@ class LivePlot:
         """Draw the last data, stop the render thread. Safe to call twice."""
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        daemons.join(thread, timeout)
         _live.discard(self)
 
     def __repr__(self) -> str:
@@ -346,8 +339,6 @@ class LivePlot:
         return f"<LivePlot {self.id} {', '.join(s.spec for s in self.series)} {state}, {self.frames} frames>"
 
 
-@atexit.register
 def stop_all() -> None:
     """Stop every live plot in this process (each draws its last data first)."""
-    for plot in list(_live):
-        plot.stop(timeout=1.0)
+    _live.stop_all()

@@ -126,6 +126,19 @@ class TypeMap:
         known = ", ".join(e.info.name for e in self.entries.values()) or "none"
         raise KeyError(f"the driver has no type {type_name!r} (it has {known})")
 
+    def subscribe(self, type_name: str, callback: Subscriber) -> Callable[[], None]:
+        """Add ``callback`` for the records of ``type_name`` (kept across reconnects); returns
+        the function that removes it."""
+        self.entry(type_name)
+        subs = self.subscribers.setdefault(type_name, [])
+        subs.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in subs:
+                subs.remove(callback)
+
+        return unsubscribe
+
     def decode(self, type_id: int, payload: bytes) -> Any:
         """A reply's payload as an instance (a list for a batch); DriverError for an ERROR."""
         if type_id == ControlType.ERROR:

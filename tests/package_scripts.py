@@ -24,7 +24,7 @@ KERNEL_SESSION = """
             pngs = [m for m in k.messages if m["msg_type"] in ("display_data",
                     "update_display_data") and "image/png" in m["content"]["data"]]
             print("PLOT", len(pngs))
-            print("RECORDS", k.value("bridge.stats()['types']['Telemetry']['records']"))
+            print("RECORDS", k.value("bridge.stats().types['Telemetry'].records"))
             k.run("%cbridge panel Command --choices op=DEMO_OP_\\n%cbridge console")
             print("WIDGETS", k.value("type(panel).__name__ + ' ' + type(console).__name__"))
             k.run("%cbridge record run.cbrec --types Telemetry\\n%cbridge wait 0.5\\n"

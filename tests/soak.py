@@ -253,7 +253,7 @@ class Soak:
         self.stop.set()
         for t in self.threads:
             t.join(10)
-        report.records_fast = [c.stats()["types"].get("Telemetry", {}).get("records", 0)
+        report.records_fast = [getattr(c.stats().types.get("Telemetry"), "records", 0)
                                for c in fast]
         _try(lambda: fast[0].request(fast[0].types["Command"](op=2), timeout=2.0))
         # A reply still on its way after its request's timeout may come now: wait a while for
@@ -275,9 +275,9 @@ class Soak:
 
 def _settled(bridge) -> bool:
     """Whether a client's stream counts stayed the same for half a second."""
-    before = bridge.stats()["types"].get("Telemetry", {}).get("records", 0)
+    before = getattr(bridge.stats().types.get("Telemetry"), "records", 0)
     time.sleep(0.5)
-    return bridge.stats()["types"].get("Telemetry", {}).get("records", 0) == before
+    return getattr(bridge.stats().types.get("Telemetry"), "records", 0) == before
 
 
 def _try(call) -> bool:

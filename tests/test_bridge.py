@@ -86,7 +86,7 @@ def test_many_requests_in_flight_from_many_threads(bridge):
     for t in threads:
         t.join(60)
     assert not errors
-    assert bridge.stats()["pending"] == 0
+    assert bridge.stats().pending == 0
 
 
 def test_stream_has_no_gaps_and_a_continuous_phase(bridge):
@@ -115,7 +115,7 @@ def test_stream_has_no_gaps_and_a_continuous_phase(bridge):
 def test_history_is_bounded(driver):
     with connect(driver.url, history=1000) as b:
         b.request(cmd(b, op=START, waveform=SAW, frequency_hz=5.0, amplitude=1.0, rate_hz=0, batch=64))
-        wait_for(lambda: b.stats()["types"]["Telemetry"]["records"] >= 20_000, what="20000 records")
+        wait_for(lambda: b.stats().types["Telemetry"].records >= 20_000, what="20000 records")
         b.request(cmd(b, op=STOP))
         hist = b.history("Telemetry")
         assert len(hist) == 1000
@@ -136,7 +136,7 @@ def test_drops_for_a_slow_reader_are_counted(start_driver):
         b.request(cmd(b, op=STOP), timeout=5)
         sent = b.request(cmd(b, op=GET_STATUS)).frames_sent
         # Exact accounting: every frame the driver produced was delivered or announced as dropped.
-        wait_for(lambda: b.stats()["types"]["Telemetry"]["frames"] + b.dropped_frames == sent,
+        wait_for(lambda: b.stats().types["Telemetry"].frames + b.dropped_frames == sent,
                  what="delivered + dropped == sent")
         assert 0 < b.stream_gaps <= b.dropped_frames
 
@@ -164,13 +164,13 @@ def test_timeout_when_the_driver_does_not_answer(driver, bridge):
         with pytest.raises(RequestTimeout):
             bridge.request(cmd(bridge, op=GET_STATUS), timeout=0.2)
         assert time.monotonic() - t0 < 2
-        assert bridge.stats()["pending"] == 0
+        assert bridge.stats().pending == 0
     finally:
         os.kill(driver.proc.pid, signal.SIGCONT)
     assert bridge.request(cmd(bridge, op=GET_STATUS)).code == 0
     # the driver answered the timed-out request once it ran again: counted as late, not lost
     wait_for(lambda: bridge.late_replies == 1, timeout=2, what="the late reply to be counted")
-    assert "came after it timed out" in bridge.stats()["recent_errors"][-1]
+    assert "came after it timed out" in bridge.stats().recent_errors[-1]
 
 
 def test_a_dying_driver_fails_pending_requests_at_once(driver, bridge):
@@ -187,7 +187,7 @@ def test_a_dying_driver_fails_pending_requests_at_once(driver, bridge):
 
     t = threading.Thread(target=ask)
     t.start()
-    wait_for(lambda: bridge.stats()["pending"] == 1, what="request in flight")
+    wait_for(lambda: bridge.stats().pending == 1, what="request in flight")
     os.kill(driver.proc.pid, signal.SIGKILL)
     t.join(10)
     assert isinstance(result[0], DriverUnavailable) and result[1] < 5

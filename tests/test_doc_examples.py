@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,9 @@ from cbridge_magics.testing import ROOT, Kernel, wait_for
 README = ROOT / "README.md"
 DOCUMENTS = [README, *sorted((ROOT / "docs" / "howto").glob("*.md")),
              *sorted((ROOT / "docs" / "reference").glob("*.md"))]
-BLOCK = re.compile(r"^(?:<!-- readme-test: (?P<marker>[^\n]*?) -->\n)?```(?P<lang>\w*)\n"
-                   r"(?P<body>.*?)^```$", re.S | re.M)
+# A fence may be indented (a block in a list item): its marker then is too.
+BLOCK = re.compile(r"^(?P<indent>[ ]*)(?:<!-- readme-test: (?P<marker>[^\n]*?) -->\n(?P=indent))?"
+                   r"```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```$", re.S | re.M)
 RUNNERS = ("kernel", "python", "sh", "background")
 
 
@@ -56,6 +58,7 @@ def blocks(page: Path = README, strict: bool = True) -> list[Block]:
     for m in BLOCK.finditer(text):
         where = f"{page.relative_to(ROOT)}:{text[:m.start('lang')].count(chr(10)) + 1}"
         marker = m.group("marker")
+        body = textwrap.dedent(m.group("body"))
         if not m.group("lang"):
             continue  # a drawing, not code
         if not marker and not strict:
@@ -63,11 +66,11 @@ def blocks(page: Path = README, strict: bool = True) -> list[Block]:
         assert marker, f"{where}: a code block without <!-- readme-test: ... -->"
         if marker.startswith("skip:"):
             assert marker[5:].strip(), f"{where}: skip says why"
-            out.append(Block(where, m.group("lang"), m.group("body"), None, ""))
+            out.append(Block(where, m.group("lang"), body, None, ""))
             continue
         scenario, runner = marker.split()
         assert runner in RUNNERS, f"{where}: runner {runner!r}"
-        out.append(Block(where, m.group("lang"), m.group("body"), scenario, runner))
+        out.append(Block(where, m.group("lang"), body, scenario, runner))
     return out
 
 

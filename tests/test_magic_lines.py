@@ -58,7 +58,7 @@ def test_a_pasted_cell_with_comments_runs_through(ip, driver, tmp_path):
     result = ip.run_cell(cell)
     assert result.success, result.error_in_exec or result.error_before_exec
     assert (tmp_path / "run.cbrec").stat().st_size > 0
-    assert ip.user_ns["b"].stats()["types"]["Telemetry"]["records"] > 0
+    assert ip.user_ns["b"].stats().types["Telemetry"].records > 0
 
 
 def test_an_unclosed_quote_is_a_usage_error(ip):

@@ -92,8 +92,8 @@ def test_a_stream_of_bare_records_fills_the_history(link, bare):
         assert np.all(np.diff(h["seq"].astype(np.int64)) > 0)  # skipped batches leave gaps only
         assert sum(len(r) for r in got) == b.history_of("Measurement").total
         st = b.stats()
-        assert st["stream_gaps"] == 0 and st["lost_bytes"] == 0 and st["errors_seen"] == 0
-        assert st["types"]["Measurement"]["records"] == b.history_of("Measurement").total
+        assert st.stream_gaps == 0 and st.lost_bytes == 0 and st.errors_seen == 0
+        assert st.types["Measurement"].records == b.history_of("Measurement").total
     finally:
         b.close()
 
@@ -129,7 +129,7 @@ def test_a_record_that_arrives_in_pieces_is_put_together(link, bare):
         time.sleep(0.1)
         (rec,) = b.history("Measurement")
         assert (rec["flags"], rec["t0"], rec["dt"]) == (7, 1.5, 0.25)
-        assert b.stats()["types"]["Measurement"]["frames"] == 1
+        assert b.stats().types["Measurement"].frames == 1
     finally:
         b.close()
 

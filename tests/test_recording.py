@@ -167,7 +167,7 @@ def test_frames_the_disk_cannot_take_are_dropped_and_counted(driver, tmp_path):
         rec = b.record(tmp_path / "small.cbrec", types=["Telemetry"], queue_bytes=40_000)
         run_demo(b, 0, 0.5)
         stats = rec.stop()
-        received = b.stats()["types"]["Telemetry"]["frames"]
+        received = b.stats().types["Telemetry"].frames
     finally:
         b.close()
     dropped = stats["dropped_frames"].get("Telemetry", 0)

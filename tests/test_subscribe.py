@@ -12,6 +12,7 @@ import pytest
 
 from cbridge_magics import connect
 from cbridge_magics.testing import Kernel, ROOT, wait_for
+from cbridge_magics.typemap import TypeStats
 from cbridge_magics.wire.codes import ErrorCode
 from recording_helpers import start_replay, stop
 from wire_client import (FLAG_STREAM, OP_START, OP_STOP, T_STATUS, T_TELEMETRY, Conn, command,
@@ -77,7 +78,7 @@ def test_a_bridge_with_streams_gets_only_those(driver):
                           rate_hz=5000, batch=16))
         time.sleep(0.3)
         assert b.history_of("Telemetry").total == 0 and b.stream_gaps == 0
-        assert b.stats()["streams"] == ["Status"]
+        assert b.stats().streams == ["Status"]
         assert b.streams(["Telemetry"]) == ["Telemetry"]
         wait_for(lambda: b.history_of("Telemetry").total > 100, timeout=5, what="Telemetry")
         assert b.streams(None) == ["Command", "Status", "Telemetry"]
@@ -125,8 +126,8 @@ def test_against_a_driver_without_subscribe_the_bridge_filters(driver, tmp_path,
         try:
             assert b.subscribe_supported is False
             time.sleep(0.5)
-            assert b.history_of("Telemetry").total == 0 and b.stats()["types"]["Telemetry"] == \
-                {"frames": 0, "records": 0, "bad_frames": 0}
+            assert b.history_of("Telemetry").total == 0 and b.stats().types["Telemetry"] == \
+                TypeStats(frames=0, records=0, bad_frames=0)
             assert b.stream_gaps == 0 and b.errors_seen == 0
             b.streams(["Telemetry"])
             wait_for(lambda: b.history_of("Telemetry").total > 0, timeout=5, what="Telemetry")

@@ -14,28 +14,26 @@ def lines(b: Any, plots: Mapping[str, Any]) -> list[str]:
     if b is None:
         return ["cbridge: not connected"]
     st = b.stats()
-    out = [f"cbridge: {st['state']} to {st['url']} ({st['driver']}), reconnects {st['reconnects']}"]
-    if st["last_error"]:
-        out.append(f"  last error: {st['last_error']}")
+    out = [f"cbridge: {st.state} to {st.url} ({st.driver}), reconnects {st.reconnects}"]
+    if st.last_error:
+        out.append(f"  last error: {st.last_error}")
     checks = b.match(cstruct.registry.values()).by_name() if b.schema else {}
-    for name, counts in st["types"].items():
-        off = st["streams"] is not None and name not in st["streams"]
-        out.append(f"  {name:<20} {counts['records']:>12,} records {counts['frames']:>10,} frames"
+    for name, counts in st.types.items():
+        off = st.streams is not None and name not in st.streams
+        out.append(f"  {name:<20} {counts.records:>12,} records {counts.frames:>10,} frames"
                    f"  {checks.get(name, '')}{'  (not subscribed)' if off else ''}")
-    if st["streams"] is not None:
+    if st.streams is not None:
         how = {True: "the driver filters", False: "filtered here (no SUBSCRIBE in the "
                "driver)", None: "not answered yet"}[b.subscribe_supported]
-        out.append(f"  streams: {', '.join(st['streams']) or 'none'} ({how})")
-    out.append(f"  stream frames dropped for this reader (as told by the other end): "
-               f"{st['dropped_frames']}; gaps seen: {st['stream_gaps']}; "
-               f"refused sends: {st['refused_sends']}; pending requests: {st['pending']}")
-    if st["lost_bytes"]:
-        out.append(f"  bytes of records cut off by the end of a connection: {st['lost_bytes']:,}")
-    if st["errors_seen"]:
-        out.append(f"  background errors: {st['errors_seen']:,} ({st['errors_unlogged']:,} over "
-                   "the log's rate, counted only); the latest in bridge.stats()['recent_errors']")
+        out.append(f"  streams: {', '.join(st.streams) or 'none'} ({how})")
+    out.append(f"  drops: {st.drops()}; {st.pending} requests waiting")
+    if st.lost_bytes:
+        out.append(f"  bytes of records cut off by the end of a connection: {st.lost_bytes:,}")
+    if st.errors_seen:
+        out.append(f"  background errors: {st.errors_seen:,} ({st.errors_unlogged:,} over "
+                   "the log's rate, counted only); the latest in bridge.stats().recent_errors")
     out += [f"  plot {plot!r}" for plot in plots.values()]
-    out += [f"  recording {recording_line(rec)}" for rec in st["recordings"]]
+    out += [f"  recording {recording_line(rec)}" for rec in st.recordings]
     for relay in b.relays:
         out.append(f"  serving ws://{relay.host}:{relay.port}/ (driver link "
                    f"{'up' if relay.driver_connected else 'DOWN'}), {len(relay.clients)} clients")

@@ -12,7 +12,6 @@ count is written into the file too (a NOTE entry), so a reader knows what is mis
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
+from .. import daemons
 from ..errors import CBridgeError
 from ..wire.codes import HEADER_FORMAT, HEADER_SIZE, MAGIC, VERSION
 from ..wire.hello import Schema
@@ -43,7 +43,14 @@ class RecordingError(CBridgeError):
 
 
 class Recorder:
-    """Records a Bridge's frames to ``path``; see the module docstring. Made by Bridge.record."""
+    """Records a Bridge's frames to ``path`` (made by ``Bridge.record``; see the module docstring).
+
+    ``types``: only these (default: every frame, replies and errors too); ``sent``: also the
+    frames the Bridge sends (their headers are always kept, to pair replies with requests);
+    ``append``: add to an existing recording instead of refusing it; ``max_bytes``: stop at that
+    size. Frames the disk cannot keep up with (more than ``queue_bytes`` waiting) are dropped
+    and counted, never waited for.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, types: Iterable[str] | None = None,
                  max_bytes: int | None = None, sent: bool = False, append: bool = False,
@@ -67,10 +74,7 @@ class Recorder:
         self._taken = 0  # bytes taken out of it (writer side): queued - taken is what waits
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=contextvars.Context().run, args=(self._run,),
-                                        name=f"cbridge-recorder {name or self.path.name}",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = daemons.start(self._run, name=f"cbridge-recorder {name or self.path.name}")
 
     def _open(self, append: bool) -> int:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_EXCL)

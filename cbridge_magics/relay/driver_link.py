@@ -11,11 +11,10 @@ to the core, and a reconnect with capped backoff and jitter when the driver goes
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import random
 from typing import Any, Callable
 
+from .. import backoff
 from ..errors import CBridgeError, DriverUnavailable, ProtocolError
 from ..wire._wire import FrameError, FrameReader
 from ..wire.codes import MAX_PAYLOAD_BOUND, ControlType
@@ -84,9 +83,8 @@ class DriverConnection:
 
     async def reconnect(self) -> None:
         """Try until connected (or stopping), waiting longer each time up to the cap."""
-        base, cap = self.backoff
-        for attempt in itertools.count():
-            await asyncio.sleep(min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2))
+        for delay in backoff.delays(*self.backoff):
+            await asyncio.sleep(delay)
             if self.stopping:
                 return
             try:

@@ -19,7 +19,6 @@ machine this was written on, in turns: about 80 us against 150 us for websockets
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import socket
 import threading
@@ -28,6 +27,7 @@ from typing import Any, Sequence
 import tornado.web
 import tornado.websocket
 
+from .. import daemons
 from ..errors import CBridgeError, DriverUnavailable
 from ..wire.codes import HEADER_SIZE
 from ..wire.transports import UnixTransport, transport_for
@@ -108,9 +108,7 @@ class Relay:
         if self.host not in _LOOPBACK:
             log.warning("relay listens on %s, not only on loopback: anyone who can reach it and "
                         "has the token can drive the instrument", self.host)
-        self._thread = threading.Thread(target=contextvars.Context().run, args=(self._run,),
-                                        name=f"cbridge-relay {self.host}:{self.port}", daemon=True)
-        self._thread.start()
+        self._thread = daemons.start(self._run, name=f"cbridge-relay {self.host}:{self.port}")
         if not self._ready.wait(timeout):
             raise CBridgeError(f"relay did not start within {timeout} s")
         if self._start_error is not None:
@@ -179,10 +177,8 @@ class Relay:
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._shutdown()))
         except RuntimeError:
             pass  # the loop is already closed
-        if thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("relay thread did not stop within %s s", timeout)
+        if not daemons.join(thread, timeout):
+            log.warning("relay thread did not stop within %s s", timeout)
 
     async def _shutdown(self) -> None:
         if self._server is not None:

@@ -19,15 +19,12 @@ disconnect``): a stopped scope is a picture of its last view, in every renderer.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import collections
-import contextvars
 import itertools
 import logging
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +32,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from .. import daemons
 from ..errors import CBridgeError
 from ..live import axis_label, make_series
 from ..widgets.threads import free_routing
@@ -45,7 +43,7 @@ from .picture import png_of
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
-_running: "weakref.WeakSet[Scope]" = weakref.WeakSet()
+_running: "daemons.Running[Scope]" = daemons.Running(lambda scope: scope._halt())
 
 
 def _static(name: str) -> str:
@@ -237,10 +235,7 @@ class Scope(anywidget.AnyWidget):
         """Start sending frames (``show`` does, after showing the widget)."""
         if self._thread is None:
             _running.add(self)
-            # A fresh Context: the thread must not carry the contextvars (the parent cell) of this one.
-            self._thread = threading.Thread(target=contextvars.Context().run, args=(self._run,),
-                                            name=f"cbridge-scope {self.id}", daemon=True)
-            self._thread.start()
+            self._thread = daemons.start(self._run, name=f"cbridge-scope {self.id}")
         return self
 
     def show(self) -> None:
@@ -255,13 +250,16 @@ class Scope(anywidget.AnyWidget):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop sending; the saved notebook's picture becomes the last view. Safe to call twice."""
+    def _halt(self) -> None:
+        """Tell the thread to end (at exit: nothing more, no picture)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending; the saved notebook's picture becomes the last view. Safe to call twice."""
+        self._halt()
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        daemons.join(thread, timeout)
         _running.discard(self)
         if thread is None or self._handle is None:
             return
@@ -337,9 +335,4 @@ class _Kept:
         return (self.records if n is None else self.records[-n:]), self.total
 
 
-@atexit.register
-def stop_all() -> None:
-    """Stop every scope in this process."""
-    for scope in list(_running):
-        scope._stop.set()
-        scope._wake.set()
+

@@ -11,24 +11,22 @@ next redraw. ``%cbridge disconnect`` and unloading the extension stop the thread
 
 from __future__ import annotations
 
-import atexit
-import contextvars
 import html
 import logging
 import threading
 import time
-import weakref
 from collections import Counter
 from typing import Any, Callable
 
 import ipywidgets as w
 
+from .. import daemons
 from .tables import as_getter, html_table
 from .threads import adopt_parent, current_parent, free_routing
 
 log = logging.getLogger(__name__)
 
-_consoles: "weakref.WeakSet[Console]" = weakref.WeakSet()
+_consoles: "daemons.Running[Console]" = daemons.Running(lambda c: c.stop(timeout=1.0))
 MIN_INTERVAL = 0.5  # at most 2 redraws a second
 
 
@@ -72,29 +70,26 @@ class Console(w.VBox):
         st = b.stats()
         schema = b.schema
         driver = f"{schema.driver} {schema.driver_version}" if schema else "?"
-        parts = [f"<b>{html.escape(driver)}</b> at {html.escape(st['url'])}: "
-                 f"<span class='cbridge-state'>{st['state']}</span>, "
-                 f"{st['reconnects']} reconnects, {st['pending']} requests waiting"]
+        parts = [f"<b>{html.escape(driver)}</b> at {html.escape(st.url)}: "
+                 f"<span class='cbridge-state'>{st.state}</span>, "
+                 f"{st.reconnects} reconnects, {st.pending} requests waiting"]
         now = time.monotonic()
         rows = []
-        for name, t in st["types"].items():
-            if not t["frames"] and not t["bad_frames"]:
+        for name, t in st.types.items():
+            if not t.frames and not t.bad_frames:
                 continue  # a type never streamed (a request or reply type): nothing to show
-            then, before = self._last.get(name, (now, t["records"]))
-            rate = (t["records"] - before) / (now - then) if now > then else 0.0
-            self._last[name] = (now, t["records"])
-            rows.append([name, f"{t['records']:,}", f"{rate:,.0f}", f"{t['frames']:,}",
-                         t["bad_frames"]])
+            then, before = self._last.get(name, (now, t.records))
+            rate = (t.records - before) / (now - then) if now > then else 0.0
+            self._last[name] = (now, t.records)
+            rows.append([name, f"{t.records:,}", f"{rate:,.0f}", f"{t.frames:,}", t.bad_frames])
         parts.append(html_table(["type", "records", "records/s", "frames", "bad frames"], rows)
                      if rows else "no stream yet")
-        parts.append(f"drops: {st['dropped_frames']:,} stream frames dropped for this link, "
-                     f"{st['stream_gaps']:,} holes seen; {st['refused_sends']} sends refused, "
-                     f"{st['late_replies']} late replies")
-        errors = Counter(st["recent_errors"])
+        parts.append(f"drops: {html.escape(st.drops())}")
+        errors = Counter(st.recent_errors)
         if errors:
             lines = "".join(f"<li>{html.escape(text)}{f' (x{n})' if n > 1 else ''}</li>"
                             for text, n in list(errors.items())[-5:])
-            parts.append(f"errors ({st['errors_seen']} in all):<ul>{lines}</ul>")
+            parts.append(f"errors ({st.errors_seen} in all):<ul>{lines}</ul>")
         for relay in getattr(b, "relays", []):
             clients = [[c.id, c.peer, f"{c.delivered:,}", f"{c.dropped:,}", c.queued_frames]
                        for c in relay.client_stats()]
@@ -147,9 +142,7 @@ class Console(w.VBox):
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=contextvars.Context().run, args=(self._run,),
-                                        name="cbridge-console", daemon=True)
-        self._thread.start()
+        self._thread = daemons.start(self._run, name="cbridge-console")
         _consoles.add(self)
 
     def _run(self) -> None:
@@ -172,8 +165,7 @@ class Console(w.VBox):
             return
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        daemons.join(thread, timeout)
         _consoles.discard(self)
 
     def close(self) -> None:
@@ -181,7 +173,5 @@ class Console(w.VBox):
         super().close()
 
 
-@atexit.register
 def stop_all() -> None:
-    for console in list(_consoles):
-        console.stop(timeout=1.0)
+    _consoles.stop_all()

@@ -23,17 +23,17 @@ it (``adopt_parent``).
 
 from __future__ import annotations
 
-import atexit
 import contextvars
 import logging
 import queue
 import threading
-import weakref
 from typing import Any, Callable, Iterable
+
+from .. import daemons
 
 log = logging.getLogger(__name__)
 
-_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+_workers: "daemons.Running[Worker]" = daemons.Running(lambda w: w.stop(timeout=1.0))
 
 
 def current_parent() -> dict[str, Any] | None:
@@ -96,10 +96,7 @@ class Worker:
         with self._lock:
             self._jobs.put_nowait((job, current_parent() or self._parent))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=contextvars.Context().run, args=(self._run,),
-                    name=f"cbridge-widget {self.name}", daemon=True)
-                self._thread.start()
+                self._thread = daemons.start(self._run, name=f"cbridge-widget {self.name}")
                 _workers.add(self)
 
     @property
@@ -134,12 +131,9 @@ class Worker:
                 self._jobs.put(None, timeout=timeout)
             except queue.Full:
                 log.warning("%s: %d jobs still waiting at stop", self.name, self.waiting)
-            if thread is not threading.current_thread():
-                thread.join(timeout)
+            daemons.join(thread, timeout)
         _workers.discard(self)
 
 
-@atexit.register
 def stop_all() -> None:
-    for worker in list(_workers):
-        worker.stop(timeout=1.0)
+    _workers.stop_all()

@@ -11,6 +11,9 @@ plots work as with a cbridge driver.
     t.open(5.0); t.read(None)      # [(RECV_ID, STREAM, seq, b"...whole records...")]
     t.send(bytes(cmd))             # as it is: no header
     schema = raw_schema(url, Telemetry.__layout__, Command.__layout__)
+
+A Bridge uses ``link`` (a raw link's schema, from its classes), ``open_raw`` (its handshake,
+which reads nothing), ``check_send`` and ``refusal`` (what a raw link cannot do).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from ..errors import NotSupported
 from .codes import DEFAULT_MAX_PAYLOAD, USER_TYPE_MIN, VERSION, Flag
 from .hello import Schema, parse_hello
+from .layout import layout_of
 from .transports import ConnectionClosed, Frame, SocketTransport, socket_address
 
 RECV_ID = USER_TYPE_MIN  # the type id the received records are filed under
@@ -95,3 +100,44 @@ def raw_schema(url: str, recv: Mapping[str, Any], send: Mapping[str, Any] | None
            "max_payload": max(DEFAULT_MAX_PAYLOAD, *(t["size"] for t in types)), "types": types,
            "raw": True}
     return parse_hello(json.dumps(doc).encode())
+
+
+def link(url: str, recv: type | None, send: type | None, types: list[type]
+         ) -> tuple[Schema | None, list[type]]:
+    """(the schema standing in for a HELLO, the classes the link uses) for a raw link's URL;
+    (None, types) for any other, where recv= and send= are refused."""
+    if not url.startswith("raw+"):
+        if recv is not None or send is not None:
+            raise ValueError("recv= and send= are for raw links (raw+unix://, raw+tcp://)")
+        return None, types
+    return link_schema(url, recv, send), [*types, *(c for c in (recv, send) if c is not None)]
+
+
+def link_schema(url: str, recv: type | None, send: type | None) -> Schema:
+    """The schema of a raw link from the classes it reads and writes."""
+    if recv is None:
+        raise ValueError(f"{url.split('?', 1)[0]} is a raw link: say what it sends with "
+                         "recv=Class (and what it takes with send=Class)")
+    return raw_schema(url, dict(layout_of(recv)),
+                      dict(layout_of(send)) if send is not None else None)
+
+
+def open_raw(url: str, schema: Schema, timeout: float) -> tuple[RawTransport, None, Schema, list]:
+    """A raw link's handshake: connect; nothing comes first, so nothing is read."""
+    transport = RawTransport(url, schema.by_id[RECV_ID].size)
+    transport.open(timeout)
+    return transport, None, schema, []
+
+
+def check_send(link: str, obj: Any, send: type | None) -> None:
+    """A raw link writes ``bytes(obj)`` as it is: only records of its send class."""
+    if send is None or layout_of(type(obj))["name"] != layout_of(send)["name"]:
+        raise TypeError(f"{link} takes {send.__name__ if send else 'nothing'}"
+                        f"{'' if send else ' (connect with send=Class)'}, not "
+                        f"{type(obj).__name__}")
+
+
+def refusal(what: str, link: str) -> NotSupported:
+    return NotSupported(f"{what} needs a cbridge driver: nothing on the raw link {link} pairs a "
+                        "reply with its request. Use send(), and read what comes back with "
+                        "history() or subscribe()")
