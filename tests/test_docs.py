@@ -54,7 +54,7 @@ def test_every_magic_subcommand_has_its_entry(site):
     page = (HTML / "reference" / "generated" / "magics.html").read_text()
     missing = [n for n in NAMES if f'id="magic-cbridge-{n}"' not in page]
     assert not missing, f"subcommands without an entry in the magics reference: {missing}"
-    for option in ("--window", "--time", "--streams", "--as", "--fps"):  # options are listed
+    for option in ("--window", "--time", "--streams", "--name", "--fps"):  # options are listed
         assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{option}" in page
 
 

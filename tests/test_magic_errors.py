@@ -57,7 +57,7 @@ def test_usage_errors_stay_usage_errors(kernel):
 
 
 def test_a_refusal_and_a_layout_that_differs(kernel, driver):
-    kernel.run(f"%cbridge connect {driver.url} --as b")
+    kernel.run(f"%cbridge connect {driver.url} --name b")
     try:
         err = failure(kernel, "%cbridge send Command(op=DEMO_OP_START)  # no frequency")
         assert err["ename"] == "DriverError" and "BAD_REQUEST" in err["traceback"][0]

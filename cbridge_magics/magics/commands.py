@@ -2,7 +2,7 @@
 ``%cbridge?`` and ``%cbridge help COMMAND`` (or ``%cbridge COMMAND --help``), and name the
 defaults that usage errors quote.
 
-    args = parse("connect unix:///tmp/cbridge-demo.sock --as b")    # argparse.Namespace
+    args = parse("connect unix:///tmp/cbridge-demo.sock --name b")  # argparse.Namespace
     print(help_text("plot"))
 """
 
@@ -38,8 +38,9 @@ def _connect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="the relay's token, if not in the URL")
     p.add_argument("--ca-file", help="wss://: verify the server against these certificates "
                                      "(PEM) instead of the system's")
-    p.add_argument("--as", dest="name", default="bridge", help="name of the Bridge in the notebook "
-                                                               "(default: bridge)")
+    # --name, as for the other views' variables; --as is the older spelling, still taken
+    p.add_argument("--name", "--as", dest="name", default="bridge", metavar="VAR",
+                   help="the variable the Bridge is bound to (default: bridge)")
     p.add_argument("--history", type=int, help="records kept per streamed type (default: "
                    "CBridgeMagics.history, 100000)")
     p.add_argument("--no-reconnect", action="store_true", help="do not reconnect when the driver goes")
@@ -150,7 +151,7 @@ def _help(p: argparse.ArgumentParser) -> None:
 COMMANDS = (
     Command("connect", "connect to a driver (or a relay) and bind the Bridge in the notebook",
             ("%cbridge connect unix:///tmp/cbridge-demo.sock",
-             "%cbridge connect ws://host:8765/ --token T --as remote",
+             "%cbridge connect ws://host:8765/ --token T --name remote",
              "%cbridge connect raw+tcp://10.0.0.7:5025 --recv Measurement --send Command"),
             _connect),
     Command("status", "the link, records and drops per type, plots, relay clients",
@@ -212,7 +213,7 @@ def help_text(topic: str | None = None) -> str:
         return SUBPARSERS[topic].format_help()
     parts = ["%cbridge COMMAND [options]: drive a C program from the notebook.", ""]
     parts += [f"  {c.name:<11} {c.summary}" for c in COMMANDS]
-    parts += ["", "The Bridge is bound in the notebook as `bridge` (or --as NAME); its API covers "
+    parts += ["", "The Bridge is bound in the notebook as `bridge` (or --name VAR); its API covers "
                   "what the", "magics do not: bridge.request(obj), bridge.history('Telemetry'), ...",
               ""]
     parts += [SUBPARSERS[c.name].format_help() for c in COMMANDS if c.name != "help"]

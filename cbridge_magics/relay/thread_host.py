@@ -195,10 +195,6 @@ class Relay:
         return self.driver.connected
 
     @property
-    def driver_reconnects(self) -> int:
-        return self.driver.reconnects
-
-    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

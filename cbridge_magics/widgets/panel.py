@@ -110,7 +110,9 @@ class Panel(w.VBox):
 
     def _click(self, action: Callable[[Any], None]) -> None:
         """Read the form now (what the person saw when they clicked), act on the worker. A bad
-        value's error is shown by the worker too: one thread writes the panel's state."""
+        value's error is shown by the worker too, so the worker writes the panel's state; the
+        one exception is a click refused because the worker's queue is full, which this thread
+        shows at once (the worker is busy, and waiting for it is what must not happen)."""
         try:
             obj = self.form.value
             job = lambda: action(obj)  # noqa: E731

@@ -19,6 +19,16 @@ a thread started in a fresh ``contextvars.Context()`` has none and falls back to
 the kernel handled last. So a worker runs each job under the parent of the click that queued it
 (the reply's widget update answers that click), and the console's thread under the cell that made
 it (``adopt_parent``).
+
+Two of these have no public API in ipykernel, so this module, and no other, names its private
+attributes: the kernel's ``_shell_parent`` (the ContextVar of the shell's parent header) and a
+comm's ``_reply_subshell_id`` under ``_reply_subshell_lock`` (its routing of frontend messages).
+When a kernel that has subshell routing lacks them, a warning says so once (widgets then work, but
+a click may wait behind a running cell). tests/test_kernel_internals.py checks, in a real kernel,
+that they still do what this module expects; pyproject.toml pins ipykernel to the minors tested.
+What we would ask of ipykernel upstream: a public ``Comm.route_frontend_messages(subshell_id |
+None)`` (None: where the frontend sends them), and a public ``Kernel.set_parent_for_context(
+parent)`` that makes a thread's comm messages answer ``parent``.
 """
 
 from __future__ import annotations
@@ -32,6 +42,13 @@ from typing import Any, Callable, Iterable
 from .. import daemons
 
 log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _warn_once(what: str, message: str) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        log.warning("%s (cbridge is tested with ipykernel 7.1 to 7.4)", message)
 
 _workers: "daemons.Running[Worker]" = daemons.Running(lambda w: w.stop(timeout=1.0))
 
@@ -61,9 +78,13 @@ def adopt_parent(parent: dict[str, Any] | None) -> None:
     set_thread_parent = getattr(shell, "set_thread_parent", None)
     if set_thread_parent is not None:
         set_thread_parent(parent)
-    var = getattr(getattr(shell, "kernel", None), "_shell_parent", None)
+    kernel = getattr(shell, "kernel", None)
+    var = getattr(kernel, "_shell_parent", None)
     if isinstance(var, contextvars.ContextVar):
         var.set(parent)
+    elif kernel is not None:
+        _warn_once("_shell_parent", "this ipykernel has no kernel._shell_parent ContextVar: "
+                   "widget updates from cbridge's threads may be shown under another cell")
 
 
 def free_routing(widgets: Iterable[Any]) -> None:
@@ -73,6 +94,10 @@ def free_routing(widgets: Iterable[Any]) -> None:
         comm = getattr(widget, "comm", None)
         lock = getattr(comm, "_reply_subshell_lock", None)
         if lock is None:
+            if hasattr(comm, "_reply_subshell_for"):  # routing there, but not as we know it
+                _warn_once("_reply_subshell_lock", "this ipykernel routes comm messages to "
+                           "subshells in a way cbridge does not know: a panel's clicks may wait "
+                           "behind a running cell")
             continue
         with lock:
             comm.__dict__.pop("_reply_subshell_id", None)
