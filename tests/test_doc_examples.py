@@ -8,7 +8,10 @@ folder (the tutorials are notebooks the docs build runs: tests/test_docs.py):
 - ``python``: a script run by the environment's Python;
 - ``sh``: a bash script (``set -e``), with the environment's bin first on PATH;
 - ``background``: each line a long-running program (a driver, a replay), started and waited for
-  until its socket answers; the last one runs until the scenario ends.
+  until its socket answers (its ``--socket PATH``, or the path after the runner:
+  ``background /tmp/meter.sock``); the last one runs until the scenario ends;
+- ``file:NAME``: the block is a file the reader saves (a header, a C program, a CMakeLists.txt),
+  written to NAME.
 
 The only change made to the text: the sockets under /tmp and port 8765 become private ones, so
 that a driver a user runs on this machine is never touched. A block without a marker fails the
@@ -48,6 +51,7 @@ class Block:
     body: str
     scenario: str | None  # None: skipped
     runner: str
+    socket: str | None = None  # background: the socket to wait for, when no --socket says
 
 
 def blocks(page: Path = README, strict: bool = True) -> list[Block]:
@@ -68,9 +72,9 @@ def blocks(page: Path = README, strict: bool = True) -> list[Block]:
             assert marker[5:].strip(), f"{where}: skip says why"
             out.append(Block(where, m.group("lang"), body, None, ""))
             continue
-        scenario, runner = marker.split()
-        assert runner in RUNNERS, f"{where}: runner {runner!r}"
-        out.append(Block(where, m.group("lang"), body, scenario, runner))
+        scenario, runner, *socket = marker.split()
+        assert runner in RUNNERS or runner.startswith("file:"), f"{where}: runner {runner!r}"
+        out.append(Block(where, m.group("lang"), body, scenario, runner, *socket))
     return out
 
 
@@ -106,7 +110,9 @@ class Scenario:
     def run(self, block: Block) -> None:
         text = self.text(block.body)
         where = block.where
-        if block.runner == "kernel":
+        if block.runner.startswith("file:"):
+            (self.work / block.runner[5:]).write_text(text)
+        elif block.runner == "kernel":
             if self.kernel is None:
                 self.kernel = Kernel(cwd=str(self.work))
             res = self.kernel.run(text, timeout=180, allow_error=True)
@@ -127,12 +133,14 @@ class Scenario:
         else:
             commands = [c for c in text.splitlines() if c.strip()]
             for i, command in enumerate(commands):
-                proc = self.start(command, where)
+                proc = self.start(command, where, block.socket)
                 if i < len(commands) - 1:
                     self.stop(proc)
 
-    def start(self, command: str, where: str) -> subprocess.Popen:
-        sock = Path(re.search(r"--socket (\S+)", command).group(1))  # type: ignore[union-attr]
+    def start(self, command: str, where: str, socket_path: str | None) -> subprocess.Popen:
+        named = re.search(r"--socket (\S+)", command)
+        assert named or socket_path, f"{where}: which socket does {command!r} listen on?"
+        sock = Path(named.group(1) if named else self.text(socket_path))  # type: ignore[union-attr]
         if not sock.is_absolute():
             sock = self.work / sock
         proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.work, env=self.env,
