@@ -84,9 +84,9 @@ def bench_stream(sock, seconds: float = 2.0) -> list[list[object]]:
         Command, _ = command_class(b)
         b.request(Command(op=1, waveform=0, frequency_hz=1000.0, amplitude=1.0, rate_hz=0, batch=64))
         time.sleep(0.3)
-        n0, t0 = b.stats()["types"]["Telemetry"]["records"], time.perf_counter()
+        n0, t0 = b.stats().types["Telemetry"].records, time.perf_counter()
         time.sleep(seconds)
-        n1, t1 = b.stats()["types"]["Telemetry"]["records"], time.perf_counter()
+        n1, t1 = b.stats().types["Telemetry"].records, time.perf_counter()
         b.request(Command(op=2), timeout=5)
         rate = (n1 - n0) / (t1 - t0)
         bps = rate * (TELEMETRY + 16 / 64)
@@ -101,7 +101,7 @@ def bench_memory(sock, total: int = 10_000_000) -> list[list[object]]:
         b.request(Command(op=1, waveform=3, frequency_hz=10.0, amplitude=1.0, rate_hz=0, batch=64))
 
         def records() -> int:
-            return b.stats()["types"]["Telemetry"]["records"]
+            return b.stats().types["Telemetry"].records
 
         while records() < 1_000_000:
             time.sleep(0.05)

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import subprocess
 import sys
 import threading
 import time
 
-from common import ROOT, PlainClient, command_frame, median, running_driver, table
+from common import (ROOT, OverloadTally, PlainClient, command_frame, median, muted_note,
+                    running_driver, table)
+from floor_relay import check_floor, minimal_relay
 
-from cbridge_magics.wire import frames
 
 BLOCKS, PER_BLOCK = 12, 250
 
@@ -83,14 +83,16 @@ def client_main(mode: str, url: str, arg: str) -> None:
         return
     from cbridge_magics import connect
 
+    tally = OverloadTally.install()
     b = connect(url, history=100_000)
     if mode == "stream":
         seconds = float(arg)
         time.sleep(0.5)  # the stream is already running
-        n0, t0 = b.stats()["types"]["Telemetry"]["records"], time.perf_counter()
+        n0, t0 = b.stats().types["Telemetry"].records, time.perf_counter()
         time.sleep(seconds)
-        n1, t1 = b.stats()["types"]["Telemetry"]["records"], time.perf_counter()
-        print(json.dumps({"records_per_s": (n1 - n0) / (t1 - t0), "dropped": b.dropped_frames}))
+        n1, t1 = b.stats().types["Telemetry"].records, time.perf_counter()
+        print(json.dumps({"records_per_s": (n1 - n0) / (t1 - t0), "dropped": b.dropped_frames,
+                          "muted": tally.take()}))
     b.close()
 
 
@@ -155,110 +157,23 @@ def websockets_echo() -> tuple[str, callable]:
     return f"ws://127.0.0.1:{box['port']}/", lambda: box["loop"].call_soon_threadsafe(box["loop"].stop)
 
 
-class _MinimalRelay(asyncio.Protocol):
-    """The least a relay can do, as a floor to measure against (never a product): accept any
-    upgrade, unmask small client frames, pass requests to the driver and replies back. No auth,
-    queues, fan-out, keepalive or checks; one driver link shared by its clients."""
-
-    def __init__(self, driver: "_MinimalLink") -> None:
-        self.driver, self.buf, self.open = driver, b"", False
-
-    def connection_made(self, transport) -> None:
-        import socket
-
-        self.transport = transport
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send(self, data: bytes) -> None:
-        n = len(data)
-        head = (bytes([0x82, n]) if n < 126 else struct.pack("!BBH", 0x82, 126, n) if n < 65536
-                else struct.pack("!BBQ", 0x82, 127, n))
-        self.transport.write(head + data)
-
-    def data_received(self, data: bytes) -> None:
-        import base64
-        import hashlib
-
-        self.buf += data
-        if not self.open:
-            if b"\r\n\r\n" not in self.buf:
-                return
-            head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-            key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"sec-websocket-key"))
-            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-            self.open = True
-            self.send(self.driver.hello)
-        while len(self.buf) >= 6 and len(self.buf) >= 6 + (self.buf[1] & 0x7F):
-            n = self.buf[1] & 0x7F  # the floor's clients send frames under 126 bytes
-            mask, payload, self.buf = self.buf[2:6], self.buf[6:6 + n], self.buf[6 + n:]
-            key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
-            payload = (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
-            type_id, _flags, seq, body = self.driver.reader.feed(payload)[0]
-            self.driver.forward(self, type_id, seq, body)
-
-
-class _MinimalLink(asyncio.Protocol):
-    def __init__(self) -> None:
-        from cbridge_magics.wire._wire import FrameReader
-
-        self.reader, self.hello, self.pending, self.seq = FrameReader(), b"", {}, 0
-        self.ready = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def forward(self, client: _MinimalRelay, type_id: int, seq: int, body: bytes) -> None:
-        self.seq += 1
-        self.pending[self.seq] = (client, seq)
-        self.transport.write(frames.pack_frame(type_id, self.seq, body))
-
-    def data_received(self, data: bytes) -> None:
-        for type_id, flags, seq, body in self.reader.feed(data):
-            if not self.hello:
-                self.hello = frames.pack_frame(type_id, 0, body)
-                self.ready.set_result(None)
-            elif flags & 1 and seq in self.pending:
-                client, client_seq = self.pending.pop(seq)
-                client.send(frames.pack_frame(type_id, client_seq, body, 1))
-
-
-def minimal_relay(sock) -> str:
-    ready, box = threading.Event(), {}
-
-    async def start():
-        loop = asyncio.get_running_loop()
-        _, link = await loop.create_unix_connection(_MinimalLink, str(sock))
-        await link.ready
-        server = await loop.create_server(lambda: _MinimalRelay(link), "127.0.0.1", 0)
-        box["port"] = server.sockets[0].getsockname()[1]
-
-    def run():
-        loop = asyncio.new_event_loop()
-        loop.run_until_complete(start())
-        ready.set()
-        loop.run_forever()
-
-    threading.Thread(target=run, daemon=True).start()
-    ready.wait()
-    return f"ws://127.0.0.1:{box['port']}/"
-
-
 def main() -> None:
     from cbridge_magics import connect
 
+    check_floor()
+    tally = OverloadTally.install()
     t_url, t_stop = tornado_echo()
     w_url, w_stop = websockets_echo()
     with running_driver() as sock:
         b = connect(f"unix://{sock}", history=1000)
         relay = b.serve()
+        m_url, m_stop = minimal_relay(sock)
         urls = {"echo_t": t_url, "echo_w": w_url, "relay": relay.url, "unix": str(sock),
-                "minimal": minimal_relay(sock)}
+                "minimal": m_url}
         r = run_client("rtt", json.dumps(urls))
         t_stop()
         w_stop()
+        m_stop()  # else its link to the driver would take the stream below, in this process
         echo = r["echo_t"]
 
         def row(what, us, target=""):
@@ -278,17 +193,26 @@ def main() -> None:
         b.request(Command(op=1, waveform=0, frequency_hz=50.0, amplitude=1.0, rate_hz=0, batch=64))
         import websocket
 
+        # Readers too slow for the stream are told with ERROR 8 OVERLOADED, and cbridge logs
+        # that: here (the Bridge `b`) and in the client. Those lines are counted per run, not
+        # printed.
+        def stream_run() -> dict:
+            tally.take()
+            run = run_client("stream", relay.url, "2")
+            run["muted_here"] = tally.take()
+            return run
+
         # In turns, alone and beside a client that connects and never reads, best of each: the
         # same number of tries either way, so a noisy moment does not decide the ratio.
         alone = with_stalled = None
         stalled_stats = []
         for _ in range(2):
-            run = run_client("stream", relay.url, "2")
+            run = stream_run()
             if alone is None or run["records_per_s"] > alone["records_per_s"]:
                 alone = run
             stalled = websocket.create_connection(relay.url)  # connected, never reads
             time.sleep(0.5)
-            run = run_client("stream", relay.url, "2")
+            run = stream_run()
             if with_stalled is None or run["records_per_s"] > with_stalled["records_per_s"]:
                 with_stalled = run
             stalled_stats = [s for s in relay.client_stats() if s.delivered < s.offered / 2]
@@ -296,11 +220,20 @@ def main() -> None:
             time.sleep(0.2)
         b.request(Command(op=2))
         ratio = with_stalled["records_per_s"] / alone["records_per_s"]
-        rows = [["one remote Bridge", f"{alone['records_per_s'] / 1e3:,.0f}", alone["dropped"], ">= 500k/s"],
+
+        def muted(run: dict) -> str:
+            return f"{sum(run['muted_here'].values())} / {sum(run['muted'].values())}"
+
+        rows = [["one remote Bridge", f"{alone['records_per_s'] / 1e3:,.0f}", alone["dropped"],
+                 muted(alone), ">= 500k/s"],
                 ["the same, beside a stalled client", f"{with_stalled['records_per_s'] / 1e3:,.0f}",
-                 with_stalled["dropped"], f"{ratio:.2f}x alone (>= 0.8x)"]]
+                 with_stalled["dropped"], muted(with_stalled), f"{ratio:.2f}x alone (>= 0.8x)"]]
         print(table("Telemetry (batch 64, driver at rate 0) through the relay to a remote Bridge",
-                    ["client", "k records/s", "frames dropped for it", "target"], rows))
+                    ["client", "k records/s", "frames dropped for it",
+                     "OVERLOADED lines (relay side / client)", "target"], rows), end="")
+        counts = [run[k] for run in (alone, with_stalled) for k in ("muted_here", "muted")]
+        print(muted_note(*counts)
+              + "  relay side: the Bridge the relay serves, itself a reader of the stream\n")
         if stalled_stats:
             s = stalled_stats[0]
             print(f"stalled client: offered {s.offered}, delivered {s.delivered}, dropped {s.dropped}, "

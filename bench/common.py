@@ -3,12 +3,15 @@ in turns, tables."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -62,6 +65,68 @@ class PlainClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class OverloadTally(logging.Handler):
+    """Counts cbridge's log lines about ERROR 8 OVERLOADED (stream frames dropped for a reader
+    slower than the stream, which some benches make on purpose) instead of printing them; any
+    other warning goes to stderr as it would without a handler. One per process:
+
+        tally = OverloadTally.install()
+        tally.take()                          # start a measured run from zero
+        ...
+        counts = tally.take()                 # {"cbridge_magics.bridge OVERLOADED": 2}
+
+    Only this process's logging is touched; the package's own is left as it is."""
+
+    KIND = "OVERLOADED"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+        self.out = logging.StreamHandler(sys.stderr)  # what Python's last-resort handler does
+        self.out.setLevel(logging.WARNING)
+
+    @classmethod
+    def install(cls, logger: str = "cbridge_magics") -> "OverloadTally":
+        """The tally on ``logger`` (the package's root logger), added the first time."""
+        log = logging.getLogger(logger)
+        for handler in log.handlers:
+            if isinstance(handler, cls):
+                return handler
+        tally = cls()
+        log.addHandler(tally)
+        return tally
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            overload = self.KIND in record.getMessage()
+        except Exception:
+            self.handleError(record)
+            return
+        if overload:
+            self.counts[f"{record.name} {self.KIND}"] += 1
+        else:
+            self.out.handle(record)
+
+    def take(self) -> dict[str, int]:
+        """The counts since the last take, per logger and kind, and start again from zero."""
+        with self.lock:
+            counts, self.counts = dict(self.counts), Counter()
+        return counts
+
+
+def muted_note(*counts: dict[str, int]) -> str:
+    """The lines under a table with an "OVERLOADED lines" column (OverloadTally counts)."""
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    note = ("OVERLOADED lines: cbridge's log lines about ERROR 8 OVERLOADED notices (stream\n"
+            "  frames dropped for a reader slower than the stream) in those runs, counted, not printed\n")
+    if total:
+        loggers = (f"{key.rsplit(' ', 1)[0]} {n}" for key, n in sorted(total.items()))
+        note += f"  by logger: {', '.join(loggers)}\n"
+    return note
 
 
 def c_client(*args: str) -> dict[str, float]:
