@@ -1,8 +1,8 @@
-"""The code of the README, the how-to guides and the reference pages (docs/howto/,
-docs/reference/), run as a user pastes it:
+"""The code of the README and of the docs' pages (the front pages, docs/howto/, docs/reference/;
+the tutorials are notebooks the docs build runs: tests/test_docs.py), run as a user pastes it:
 every fenced block carries a marker ``<!-- readme-test: SCENARIO RUNNER -->`` (or ``skip: why``)
 on the line above it, and the blocks of a scenario run in the page's order, verbatim, from one
-folder (the tutorials are notebooks the docs build runs: tests/test_docs.py):
+folder:
 
 - ``kernel``: one cell in the scenario's real kernel (jupyter_client), which must not fail;
 - ``python``: a script run by the environment's Python;
@@ -36,7 +36,8 @@ import pytest
 from cbridge_magics.testing import ROOT, Kernel, wait_for
 
 README = ROOT / "README.md"
-DOCUMENTS = [README, *sorted((ROOT / "docs" / "howto").glob("*.md")),
+DOCUMENTS = [README, ROOT / "docs" / "index.md", ROOT / "docs" / "tutorials" / "index.md",
+             *sorted((ROOT / "docs" / "howto").glob("*.md")),
              *sorted((ROOT / "docs" / "reference").glob("*.md"))]
 # A fence may be indented (a block in a list item): its marker then is too.
 BLOCK = re.compile(r"^(?P<indent>[ ]*)(?:<!-- readme-test: (?P<marker>[^\n]*?) -->\n(?P=indent))?"
