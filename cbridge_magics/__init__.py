@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 from ._version import __version__  # written by the build, from pyproject.toml
 
 # name -> module that defines it, imported on first use (PEP 562)
-_LAZY = {"Bridge": "bridge", "State": "bridge", "connect": "bridge", "cstruct": "cstruct"}
+_LAZY = {"Bridge": "bridge", "State": "bridge", "connect": "bridge", "cstruct": "cstruct",
+         "LinkStats": "link_stats"}
 
 _magics = None  # the CBridgeMagics instance of the loaded extension
 
@@ -90,6 +91,7 @@ def unload_ipython_extension(ip) -> None:  # type: ignore[no-untyped-def]
 
 __all__ = [
     "Bridge",
+    "LinkStats",
     "State",
     "connect",
     "cstruct",
