@@ -42,6 +42,7 @@ class DriverConnection:
         self.link: DriverLink | None = None  # set while connected
         self.last_error: str | None = None
         self.stopping = False
+        self._reconnecting: asyncio.Task | None = None  # cancelled by close()
 
     @property
     def connected(self) -> bool:
@@ -79,7 +80,7 @@ class DriverConnection:
             self.core.driver_lost(reason)
         if not self.stopping:
             log.warning("relay lost the driver: %s; reconnecting", reason)
-            asyncio.ensure_future(self.reconnect())
+            self._reconnecting = asyncio.ensure_future(self.reconnect())
 
     async def reconnect(self) -> None:
         """Try until connected (or stopping), waiting longer each time up to the cap."""
@@ -99,6 +100,8 @@ class DriverConnection:
 
     def close(self) -> None:
         self.stopping = True
+        if self._reconnecting is not None and not self._reconnecting.done():
+            self._reconnecting.cancel()  # a loop stopped with it pending would log it destroyed
         if self.link is not None:
             self.link.transport.close()
 
