@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     CBridgeError,
     CStructError,
+    DriverAway,
     DriverError,
     DriverUnavailable,
     LayoutMismatch,
@@ -97,6 +98,7 @@ __all__ = [
     "cstruct",
     "CBridgeError",
     "CStructError",
+    "DriverAway",
     "DriverError",
     "DriverUnavailable",
     "LayoutMismatch",

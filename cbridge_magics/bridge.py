@@ -31,7 +31,7 @@ from . import backoff, daemons
 from .cstruct.bitfields import column
 from .error_log import ErrorLog
 from .errors import (CBridgeError, DriverError, DriverUnavailable, LayoutMismatch, NotSupported,
-                     ProtocolError, RequestTimeout)
+                     ProtocolError, RequestTimeout, driver_error)
 from .history import History
 from .link_stats import LinkStats
 from .reply_slot import ReplySlot
@@ -495,7 +495,7 @@ class Bridge:
         t0 = time.perf_counter()
         type_id, echoed = self._call(_PING, payload, timeout)
         if type_id == _ERROR:
-            raise DriverError(*parse_error(echoed))
+            raise driver_error(*parse_error(echoed))
         if type_id != _PING or echoed != payload:
             raise ProtocolError(f"PING answered with type {type_id} and {len(echoed)} bytes")
         return time.perf_counter() - t0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .wire.codes import error_name
+from .wire.codes import ErrorCode, error_name
 
 
 class CBridgeError(Exception):
@@ -27,6 +27,18 @@ class DriverError(CBridgeError):
 
 class DriverUnavailable(CBridgeError):
     """There is no working connection to the driver (not yet, or not any more)."""
+
+
+class DriverAway(DriverError, DriverUnavailable):
+    """ERROR 7 UNAVAILABLE: a relay answered for a driver it has lost (or a replay has no reply
+    left). Both a DriverError (``code``, ``message``) and DriverUnavailable, as a request over a
+    lost local link raises: ``except DriverUnavailable`` catches the driver being away whatever
+    the hop."""
+
+
+def driver_error(code: int, message: str) -> DriverError:
+    """The exception for an ERROR frame answering a request."""
+    return (DriverAway if code == ErrorCode.UNAVAILABLE else DriverError)(code, message)
 
 
 class LayoutMismatch(CBridgeError):

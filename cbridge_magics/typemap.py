@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .cstruct.from_schema import record_class
-from .errors import DriverError, DriverUnavailable, LayoutMismatch, ProtocolError
+from .errors import DriverUnavailable, LayoutMismatch, ProtocolError, driver_error
 from .history import History
 from .wire.codes import ControlType
 from .wire.frames import parse_error
@@ -142,7 +142,7 @@ class TypeMap:
     def decode(self, type_id: int, payload: bytes) -> Any:
         """A reply's payload as an instance (a list for a batch); DriverError for an ERROR."""
         if type_id == ControlType.ERROR:
-            raise DriverError(*parse_error(payload))
+            raise driver_error(*parse_error(payload))
         entry = self.entries.get(type_id)
         if entry is None:
             raise ProtocolError(f"reply of unknown type {type_id}")

@@ -16,7 +16,7 @@ import time
 import pytest
 import websocket
 
-from cbridge_magics import DriverUnavailable, State, connect
+from cbridge_magics import DriverError, DriverUnavailable, State, connect
 from cbridge_magics.wire import frames
 from cbridge_magics.testing import wait_for
 from cbridge_magics.wire._wire import FrameReader
@@ -220,6 +220,7 @@ def test_requests_while_the_driver_is_down_get_unavailable_at_once(start_driver,
         relay = b.serve(backoff=(0.02, 0.2))
         c = Raw(relay)
         c.next()
+        remote = connect(relay.url, reconnect=False)
         os.kill(d.proc.pid, signal.SIGSTOP)  # a request in flight when the driver dies ...
         c.send(frame(256, 98, command()))
         wait_for(lambda: relay.client_stats()[0].requests == 1, what="request forwarded")
@@ -231,6 +232,11 @@ def test_requests_while_the_driver_is_down_get_unavailable_at_once(start_driver,
         c.send(frame(256, 99, command()))
         t, p = c.reply_to(99)
         assert t == ERROR and frames.parse_error(p)[0] == 7 and time.monotonic() - t0 < 1
+        # a remote Bridge gets what a local one gets from a lost link: DriverUnavailable
+        with pytest.raises(DriverUnavailable) as away:
+            remote.request(remote.types["Command"](op=0), timeout=5)
+        assert isinstance(away.value, DriverError) and away.value.code == 7
+        remote.close()
         if sock_path.exists():
             os.unlink(sock_path)
         start_driver(path=sock_path)

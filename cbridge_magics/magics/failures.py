@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import (
     CBridgeError,
     CStructError,
+    DriverAway,
     DriverError,
     DriverUnavailable,
     LayoutMismatch,
@@ -22,6 +23,9 @@ from ..errors import (
 
 def next_step(e: CBridgeError, command: str) -> str | None:
     """What the user can do about ``e``, raised by ``%cbridge command`` (or ``%cstruct``)."""
+    if isinstance(e, DriverAway):
+        return ("The relay has lost its driver (ERROR 7); it reconnects by itself: retry in a "
+                "moment, or ask whoever runs the driver's side (%cbridge status there says why).")
     if isinstance(e, DriverUnavailable):
         if command == "connect":
             return ("Is the driver running, on that socket? Start it (the demo: "
