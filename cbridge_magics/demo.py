@@ -83,11 +83,12 @@ def run(driver: Path, notebooks: Path, out: Path, kernel: str | None) -> list[Pa
                                *(["--kernel", kernel] if kernel else [])], env=env)
     try:
         deadline = time.monotonic() + 180
-        while not relay_file.exists():
+        # The file exists a moment before its text is in it: wait for the whole URL.
+        while "?token=" not in (url := relay_file.read_text() if relay_file.exists() else ""):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server notebook did not start serving")
             time.sleep(0.1)
-        os.environ["CBRIDGE_RELAY_URL"] = relay_file.read_text()  # the client kernel inherits it
+        os.environ["CBRIDGE_RELAY_URL"] = url  # the client kernel inherits it
         try:
             execute(notebooks / "client.ipynb", out, kernel)
         finally:
