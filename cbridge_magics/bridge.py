@@ -139,7 +139,7 @@ class Bridge:
         transport, reader, schema, early = self._handshake()
         if self._wire_filter.active:  # the filter stands before the first frame is read
             try:
-                self._wire_filter.resolve(schema)
+                self._wire_filter.resolve(schema, self._wire_filter.names)
             except ValueError:
                 transport.close()
                 raise

@@ -60,9 +60,6 @@ class Running(Generic[T]):
     def __contains__(self, item: object) -> bool:
         return item in self._items
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(self._items))
-
     def stop_all(self) -> None:
         for item in list(self._items):
             try:

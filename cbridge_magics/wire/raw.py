@@ -110,16 +110,12 @@ def link(url: str, recv: type | None, send: type | None, types: list[type]
         if recv is not None or send is not None:
             raise ValueError("recv= and send= are for raw links (raw+unix://, raw+tcp://)")
         return None, types
-    return link_schema(url, recv, send), [*types, *(c for c in (recv, send) if c is not None)]
-
-
-def link_schema(url: str, recv: type | None, send: type | None) -> Schema:
-    """The schema of a raw link from the classes it reads and writes."""
     if recv is None:
         raise ValueError(f"{url.split('?', 1)[0]} is a raw link: say what it sends with "
                          "recv=Class (and what it takes with send=Class)")
-    return raw_schema(url, dict(layout_of(recv)),
-                      dict(layout_of(send)) if send is not None else None)
+    schema = raw_schema(url, dict(layout_of(recv)),
+                        dict(layout_of(send)) if send is not None else None)
+    return schema, [*types, *(c for c in (recv, send) if c is not None)]
 
 
 def open_raw(url: str, schema: Schema, timeout: float) -> tuple[RawTransport, None, Schema, list]:

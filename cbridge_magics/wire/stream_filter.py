@@ -4,7 +4,7 @@ link filters what it receives. This is the wire side; a Bridge's ``subscribe()``
 thing: local callbacks on the records that arrive.
 
     f = StreamFilter(["Telemetry"])
-    payload = f.resolve(schema)      # ids in this schema; ValueError names an unknown type
+    payload = f.resolve(schema, f.names)   # ids in this schema; ValueError names an unknown type
     f.passes(type_id)                # False: a driver without SUBSCRIBE sent it anyway
     f.answer(reply_type, reply_payload)   # None, or the DriverError of a refusal
 """
@@ -37,12 +37,10 @@ class StreamFilter:
     def active(self) -> bool:
         return self.names is not None
 
-    def resolve(self, schema: Schema, names: Iterable[str] | None = ...,  # type: ignore[assignment]
-                ) -> bytes:
-        """Take ``names`` (default: the ones asked for before) in ``schema``; the SUBSCRIBE
-        payload. ValueError, naming the types the driver has, for one it has not."""
-        wanted = self.names if names is ... else None if names is None else \
-            tuple(dict.fromkeys(names))
+    def resolve(self, schema: Schema, names: Iterable[str] | None) -> bytes:
+        """Take ``names`` (None: every type) in ``schema``; the SUBSCRIBE payload. ValueError,
+        naming the types the driver has, for one it has not."""
+        wanted = None if names is None else tuple(dict.fromkeys(names))
         unknown = [n for n in wanted or () if n not in schema.by_name]
         if unknown:
             raise ValueError(f"streams: the driver has no {', '.join(unknown)} (it has "

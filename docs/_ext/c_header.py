@@ -74,20 +74,19 @@ def parse_header(text: str) -> tuple[list[str], list[Section]]:
     i, n = 0, len(lines)
     opening: list[str] = []
     sections = [Section("Constants and build")]
-    comment: list[str] = []  # the comment block just above the next declaration
-    grouped = False  # the last declaration had that comment: the next one shares it
+    # The comment block just above the next declaration; declarations that follow it without
+    # a blank line share it.
+    comment: list[str] = []
 
     def add(decl: Decl) -> None:
-        nonlocal grouped
-        decl.doc = comment[:] if grouped or comment else []
+        decl.doc = comment[:]
         sections[-1].decls.append(decl)
-        grouped = True
 
     while i < n:
         line = lines[i]
         s = line.strip()
         if not s:
-            comment, grouped = [], False
+            comment = []
             i += 1
             continue
         if s.startswith("/*"):
@@ -99,11 +98,11 @@ def parse_header(text: str) -> tuple[list[str], list[Section]]:
             if BANNER.match(s):
                 title = _comment_lines(block)[1] if len(block) > 2 else ""
                 sections.append(Section(title.strip()))
-                comment, grouped = [], False
+                comment = []
             elif i == len(block):  # the file's first lines
                 opening = _comment_lines(block)
             else:
-                comment, grouped = _comment_lines(block), False
+                comment = _comment_lines(block)
             continue
         if s.startswith("#define"):
             # a macro's body may run over several lines (\ at the end): its first line names it
@@ -184,7 +183,7 @@ def parse_header(text: str) -> tuple[list[str], list[Section]]:
             i += 1
             continue
         # static_assert, #include, #if/#endif, extern "C", braces: not the API
-        comment, grouped = [], False
+        comment = []
         i += 1
     return opening, [s for s in sections if s.decls]
 
