@@ -133,12 +133,18 @@ def open_and_run(browser, url: str, height: int, on_page=None):
     page = browser.new_page(viewport={"width": 1400, "height": height})
     if on_page is not None:
         on_page(page)
+    run_notebook(page, url)
+    return page
+
+
+def run_notebook(page, url: str) -> None:
+    """Load the notebook at ``url`` in ``page``, wait for its cells and for the kernel to say
+    idle, then Run > Run All Cells."""
     page.goto(url, timeout=60_000)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     run_all_cells(page)
     dismiss_news(page)
-    return page
 
 
 def wait_for_cells(page, selector: str, timeout: float) -> None:

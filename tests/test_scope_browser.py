@@ -82,6 +82,17 @@ def run_until(page, selector: str) -> None:
         wait_for_cells(page, selector, 120)
 
 
+def scopes_draw(page, *conditions: str) -> None:
+    """Wait while the notebook runs until scope ``i`` meets ``conditions[i]``, each of them;
+    when one does not, fail with what the page shows."""
+    try:
+        run_until(page, f"{SCOPE} >> nth={len(conditions) - 1}")
+        for i, condition in enumerate(conditions):
+            wait_page(page, i, condition, 60)
+    except Exception as e:
+        raise AssertionError(f"not every scope drew: {describe(page)}") from e
+
+
 COUNT_FRAMES = """(i) => new Promise(done => {
   const s = document.querySelectorAll('.cbridge-scope')[i].parentElement.cbridgeScope;
   let shown = 0, last = s.drawn;
@@ -111,12 +122,8 @@ def test_the_scope_draws_the_stream_in_chromium(scope_lab, sock_path):
         try:
             page = open_and_run(browser, f"{lab.http}lab/tree/scope.ipynb?token={lab.token}",
                                 1400)
-            try:
-                run_until(page, f"{SCOPE} >> nth=1")
-                wait_page(page, 0, "s.drawn > 3 && s.u.data[0].length > 100", 60)
-                wait_page(page, 1, "s.drawn > 3 && s.u.data[0].length > 10", 60)
-            except Exception as e:
-                raise AssertionError(f"no scope drew: {describe(page)}") from e
+            scopes_draw(page, "s.drawn > 3 && s.u.data[0].length > 100",
+                        "s.drawn > 3 && s.u.data[0].length > 10")
             page.screenshot(path=str(OUT / "scope-0.png"))
             kernel = LabKernel(lab)
 
@@ -273,12 +280,8 @@ def test_the_fast_path_reads_the_driver_in_the_page_and_the_kernel_sends_nothing
             try:
                 page = open_and_run(
                     browser, f"{lab.http}lab/tree/fast.ipynb?token={lab.token}", 1400)
-                try:
-                    run_until(page, f"{SCOPE} >> nth=1")
-                    wait_page(page, 0, "s.link !== null && s.drawn > 10", 60)
-                    wait_page(page, 1, "s.drawn > 3 && s.u.data[0].length > 10", 60)
-                except Exception as e:
-                    raise AssertionError(f"no fast scope drew: {describe(page)}") from e
+                scopes_draw(page, "s.link !== null && s.drawn > 10",
+                            "s.drawn > 3 && s.u.data[0].length > 10")
                 kernel = LabKernel(lab, "fast.ipynb")
                 assert page.locator(SCOPE).count() == 2  # a cell ending in .show(): one view
                 assert kernel.eval("(fast.path, lost.path)") == ("direct", "comm")

@@ -29,9 +29,8 @@ import numpy as np
 import pytest
 
 from cbridge_magics.testing import LabKernel, LabProcess
-from test_browser import CHROMIUM, CHROMIUM_ARGS, HEADER, OUT, code_notebook, describe, \
-    dismiss_news, run_all_cells
-from test_scope_browser import SCOPE, plotted, run_until, state, wait_page
+from test_browser import CHROMIUM, CHROMIUM_ARGS, OUT, code_notebook, run_notebook
+from test_scope_browser import SCOPE, plotted, scopes_draw, start_sine, state, wait_page
 
 PLAYED, LIVE = 0, 1  # the scopes on the page, in order
 
@@ -107,9 +106,9 @@ class DevToolsChromium:
 
 
 def notebook(ws_url: str, token: str) -> nbformat.NotebookNode:
+    load, connect, _ = start_sine(ws_url, token)  # a faster stream than its sine, below
     return code_notebook(
-        f"%load_ext cbridge_magics\n%cstruct --header {HEADER}",
-        f"%cbridge connect {ws_url} --token {token}",
+        load, connect,
         # 4,000 samples/s of a 50 Hz sine, 64 a record; about 3 s of it recorded
         "import time\n"
         "%cbridge send Command(op=DEMO_OP_START, waveform=DEMO_WAVE_SINE, frequency_hz=50.0, "
@@ -185,18 +184,9 @@ def test_a_recording_scrolls_and_a_hidden_tab_holds_the_kernel_at_its_bound(tmp_
             # the profile's own window: the page stays open when Playwright lets go
             page = browser.contexts[0].pages[0]
             page.set_viewport_size({"width": 1400, "height": 1500})
-            page.goto(f"{lab.http}lab/tree/tabs.ipynb?token={lab.token}", timeout=60_000)
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=60_000)
-            run_all_cells(page)
-            dismiss_news(page)
-            try:
-                run_until(page, f"{SCOPE} >> nth={LIVE}")
-                wait_page(page, PLAYED, "s.drawn > 0 && s.u.data[0].length > 100", 60)
-                wait_page(page, LIVE, "s.drawn > 3 && s.u.data[0].length > 100", 60)
-            except Exception as e:
-                raise AssertionError(f"no scope drew: {describe(page)}") from e
+            run_notebook(page, f"{lab.http}lab/tree/tabs.ipynb?token={lab.token}")
+            scopes_draw(page, "s.drawn > 0 && s.u.data[0].length > 100",  # PLAYED, LIVE
+                        "s.drawn > 3 && s.u.data[0].length > 100")
             t, v = recorded(tmp_path / "run.cbrec")
             dt = t[1] - t[0]
 
